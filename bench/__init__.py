@@ -1,0 +1,1 @@
+"""jaxloss benchmarks: ``python -m bench``."""

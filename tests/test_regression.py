@@ -1,0 +1,211 @@
+"""Regression losses: values against numpy float64, PyTorch vectors, optax, and bad input."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.experimental import checkify
+
+import jaxloss
+from _reference import assert_close, torch_cases
+
+SHAPE = (5, 7)
+
+
+def _pair(rng, scale=2.0):
+  p = rng.normal(size=SHAPE) * scale
+  t = rng.normal(size=SHAPE) * scale
+  return p, t
+
+
+def np_smooth_l1(x, beta):
+  a = np.abs(x)
+  return np.where(a < beta, 0.5 * x * x / max(beta, 1e-300), a - 0.5 * beta)
+
+
+def np_huber(x, delta):
+  a = np.abs(x)
+  return np.where(a <= delta, 0.5 * x * x, delta * (a - 0.5 * delta))
+
+
+NUMPY_REFERENCES = [
+    ("l1_loss", {}, lambda p, t: np.abs(p - t)),
+    ("squared_error", {}, lambda p, t: (p - t) ** 2),
+    ("l2_loss", {}, lambda p, t: 0.5 * (p - t) ** 2),
+    ("smooth_l1_loss", {"beta": 0.7}, lambda p, t: np_smooth_l1(p - t, 0.7)),
+    ("smooth_l1_loss", {"beta": 0.0}, lambda p, t: np.abs(p - t)),
+    ("huber_loss", {"delta": 1.3}, lambda p, t: np_huber(p - t, 1.3)),
+    ("log_cosh", {}, lambda p, t: np.log(np.cosh(p - t))),
+    ("quantile_loss", {"quantile": 0.2},
+     lambda p, t: np.maximum(0.2 * (t - p), (0.2 - 1) * (t - p))),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,reference", NUMPY_REFERENCES,
+                         ids=[f"{n}-{k}" for n, k, _ in NUMPY_REFERENCES])
+def test_values_against_numpy(rng, name, kwargs, reference):
+  p, t = _pair(rng)
+  out = getattr(jaxloss, name)(jnp.asarray(p, jnp.float32), jnp.asarray(t, jnp.float32), **kwargs)
+  assert out.shape == SHAPE and out.dtype == jnp.float32
+  assert_close(out, reference(p.astype(np.float32).astype(np.float64),
+                              t.astype(np.float32).astype(np.float64)))
+
+
+@pytest.mark.parametrize("name", ["l1_loss", "squared_error", "l2_loss", "smooth_l1_loss",
+                                  "huber_loss", "log_cosh"])
+def test_targets_none_means_zero(rng, name):
+  p = jnp.asarray(rng.normal(size=SHAPE), jnp.float32)
+  fn = getattr(jaxloss, name)
+  np.testing.assert_array_equal(fn(p), fn(p, jnp.zeros(SHAPE, jnp.float32)))
+
+
+def test_scalar_target_allowed(rng):
+  p = jnp.asarray(rng.normal(size=SHAPE), jnp.float32)
+  np.testing.assert_array_equal(jaxloss.huber_loss(p, 0.5),
+                                jaxloss.huber_loss(p, jnp.full(SHAPE, 0.5, jnp.float32)))
+
+
+def test_log_cosh_large_residuals_finite():
+  x = jnp.asarray([-1e4, -100.0, 100.0, 1e4, 1e30], jnp.float32)
+  ref = np.abs(np.float64(x)) - math.log(2.0)
+  assert_close(jaxloss.log_cosh(x), ref)
+
+
+def test_poisson_nll_log_input_against_numpy(rng):
+  x = rng.normal(size=SHAPE)
+  t = rng.poisson(3.0, size=SHAPE).astype(np.float64)
+  for full in (False, True):
+    ref = np.exp(x) - t * x
+    if full:
+      safe = np.where(t > 1, t, 1.0)
+      ref = ref + np.where(t > 1, safe * np.log(safe) - safe + 0.5 * np.log(2 * np.pi * safe), 0)
+    out = jaxloss.poisson_nll_loss(jnp.asarray(x, jnp.float32), jnp.asarray(t, jnp.float32),
+                                   full=full)
+    assert_close(out, ref)
+
+
+def test_poisson_nll_rate_input_against_numpy(rng):
+  x = rng.uniform(0.1, 5.0, size=SHAPE)
+  t = rng.poisson(3.0, size=SHAPE).astype(np.float64)
+  out = jaxloss.poisson_nll_loss(jnp.asarray(x, jnp.float32), jnp.asarray(t, jnp.float32),
+                                 log_input=False, eps=1e-3)
+  assert_close(out, x - t * np.log(x + 1e-3))
+
+
+def test_gaussian_nll_against_numpy(rng):
+  mu, t = _pair(rng)
+  var = rng.uniform(1e-3, 2.0, size=SHAPE)
+  var[0, 0] = 1e-9  # below eps: clamped
+  for full in (False, True):
+    v = np.maximum(var, 1e-6)
+    ref = 0.5 * (np.log(v) + (mu - t) ** 2 / v) + (0.5 * np.log(2 * np.pi) if full else 0.0)
+    out = jaxloss.gaussian_nll_loss(*(jnp.asarray(a, jnp.float32) for a in (mu, t, var)),
+                                    full=full)
+    assert_close(out, ref, rtol=2e-5)
+
+
+def test_gaussian_nll_variance_shapes(rng):
+  mu, t = (jnp.asarray(a, jnp.float32) for a in _pair(rng))
+  var = jnp.asarray(rng.uniform(0.5, 2.0, size=SHAPE[:-1]), jnp.float32)
+  full_var = jnp.broadcast_to(var[:, None], SHAPE)
+  expected = jaxloss.gaussian_nll_loss(mu, t, full_var)
+  np.testing.assert_allclose(jaxloss.gaussian_nll_loss(mu, t, var), expected, rtol=1e-6)
+  np.testing.assert_allclose(jaxloss.gaussian_nll_loss(mu, t, var[:, None]), expected, rtol=1e-6)
+  with pytest.raises(ValueError, match=r"variance.shape=\(3,\)"):
+    jaxloss.gaussian_nll_loss(mu, t, jnp.ones((3,), jnp.float32))
+
+
+def test_gaussian_nll_negative_variance_is_nan_and_checkified():
+  mu = jnp.zeros((3,), jnp.float32)
+  var = jnp.asarray([1.0, -1.0, 2.0], jnp.float32)
+  out = jaxloss.gaussian_nll_loss(mu, 0.0, var)
+  assert np.isnan(out[1]) and np.all(np.isfinite(np.asarray(out)[[0, 2]]))
+  err, _ = checkify.checkify(jaxloss.gaussian_nll_loss, errors=checkify.user_checks)(mu, 0.0, var)
+  with pytest.raises(checkify.JaxRuntimeError, match="variance"):
+    err.throw()
+
+
+TORCH_NAMES = {"l1_loss": "l1_loss", "mse_loss": "squared_error", "smooth_l1_loss": "smooth_l1_loss",
+               "huber_loss": "huber_loss", "poisson_nll_loss": "poisson_nll_loss",
+               "gaussian_nll_loss": "gaussian_nll_loss"}
+TORCH = [c for f in TORCH_NAMES for c in torch_cases(f)]
+
+
+@pytest.mark.parametrize("case", TORCH, ids=[c["name"] for c in TORCH])
+def test_against_pytorch_vectors(case):
+  fn = getattr(jaxloss, TORCH_NAMES[case["torch_function"]])
+  inputs = [jnp.asarray(np.asarray(a), jnp.float32) for a in case["inputs"]]
+  kwargs = dict(case["kwargs"])
+  value, grad = jax.value_and_grad(lambda x: jnp.sum(fn(x, *inputs[1:], **kwargs)))(inputs[0])
+  assert_close(fn(*inputs, **kwargs), np.asarray(case["loss"]), rtol=1e-5)
+  assert_close(grad, np.asarray(case["grad"]), rtol=1e-4)
+  assert np.isfinite(value)
+
+
+OPTAX = [("squared_error", {}, {}), ("l2_loss", {}, {}), ("huber_loss", {"delta": 0.8},
+                                                           {"delta": 0.8}), ("log_cosh", {}, {})]
+
+
+@pytest.mark.parametrize("name,ours,theirs", OPTAX, ids=[o[0] for o in OPTAX])
+def test_optax_agreement(rng, name, ours, theirs):
+  p, t = (jnp.asarray(a, jnp.float32) for a in _pair(rng))
+  mine = lambda x: jnp.sum(getattr(jaxloss, name)(x, t, **ours))  # noqa: E731
+  ref = lambda x: jnp.sum(getattr(optax.losses, name)(x, t, **theirs))  # noqa: E731
+  np.testing.assert_allclose(getattr(jaxloss, name)(p, t, **ours),
+                             getattr(optax.losses, name)(p, t, **theirs), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(jax.grad(mine)(p), jax.grad(ref)(p), rtol=1e-5, atol=1e-6)
+
+
+ELEMENTWISE = ["l1_loss", "squared_error", "l2_loss", "smooth_l1_loss", "huber_loss", "log_cosh",
+               "quantile_loss", "poisson_nll_loss"]
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_shape_mismatch_names_both_shapes(name):
+  # optax 0.2.8's huber_loss broadcasts (N,) against (N, 1) into an (N, N) loss.
+  p = jnp.zeros((4,), jnp.float32)
+  t = jnp.zeros((4, 1), jnp.float32)
+  with pytest.raises(ValueError, match=r"\(4,\).*\(4, 1\)"):
+    getattr(jaxloss, name)(p, t)
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_integer_predictions_raise_type_error(name):
+  with pytest.raises(TypeError, match="floating"):
+    getattr(jaxloss, name)(jnp.arange(3), jnp.zeros((3,), jnp.float32))
+
+
+@pytest.mark.parametrize("name,kwarg,value", [
+    ("huber_loss", "delta", -1.0), ("huber_loss", "delta", 0.0), ("smooth_l1_loss", "beta", -0.5),
+    ("quantile_loss", "quantile", 1.5), ("quantile_loss", "quantile", -0.1),
+    ("gaussian_nll_loss", "eps", 0.0)])
+def test_bad_hyperparameter_raises_naming_it(name, kwarg, value):
+  args = [jnp.ones((3,), jnp.float32)] * (3 if name == "gaussian_nll_loss" else 2)
+  with pytest.raises(ValueError, match=rf"{name}\({kwarg}=\.\.\.\)"):
+    getattr(jaxloss, name)(*args, **{kwarg: value})
+
+
+def test_traced_bad_hyperparameter_caught_by_checkify():
+  x = jnp.ones((3,), jnp.float32)
+  f = checkify.checkify(lambda d: jaxloss.huber_loss(x, delta=d), errors=checkify.user_checks)
+  err, _ = jax.jit(f)(jnp.float32(-2.0))
+  with pytest.raises(checkify.JaxRuntimeError, match=r"huber_loss\(delta=\.\.\.\)"):
+    err.throw()
+  err, _ = jax.jit(f)(jnp.float32(2.0))
+  assert err.get() is None
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_low_precision_computes_in_float32_returns_input_dtype(rng, dtype):
+  p, t = _pair(rng)
+  lo = jnp.asarray(p, dtype), jnp.asarray(t, dtype)
+  for name in ELEMENTWISE:
+    out = getattr(jaxloss, name)(*lo)
+    assert out.dtype == dtype, name
+    ref = getattr(jaxloss, name)(*(a.astype(jnp.float32) for a in lo))
+    # One rounding of the float32 result to the input dtype (plus f16's exp range for Poisson).
+    eps = float(jnp.finfo(dtype).eps)
+    np.testing.assert_allclose(np.float32(out), ref, rtol=2 * eps, atol=2 * eps, err_msg=name)
