@@ -1,0 +1,46 @@
+"""The benchmark machinery (``python -m bench``) on one loss at a tiny size: it must write the
+Markdown table and the PNG chart. Timing values are not asserted (the CPU is shared)."""
+
+import pathlib
+
+import jax
+import jax.numpy as jnp
+
+import jaxloss
+from bench import specs, suite
+
+
+def test_bench_writes_table_and_chart(tmp_path: pathlib.Path):
+  tiny = {"l2_loss": specs.Spec(specs.pair, {"quick": {"n": 1024}})}
+  run = suite.benchmark(["l2_loss"], quick=True, out=tmp_path, partial=True, spec_table=tiny,
+                        repeats=2, large_vocab=False)
+  (result,) = run.results
+  assert result.error is None, result.error
+  assert result.repeats == 2
+  assert ("fb", "optax") in result.ratios  # optax's l2_loss was found and timed
+  assert result.notes == []  # jaxloss and optax agree on the value
+  mds, pngs = list(tmp_path.glob("*.md")), list(tmp_path.glob("*.png"))
+  assert [p.name for p in mds] == [f"{jax.default_backend()}-" + mds[0].name.split("-", 1)[1]]
+  assert mds[0].name.endswith("-quick-partial.md") and pngs[0].stem == mds[0].stem
+  text = mds[0].read_text()
+  assert "| `l2_loss` | 1024 float32, 1024 float32 |" in text
+  assert f"jax {jax.__version__}" in text
+  assert pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_spec_builds_inputs_its_loss_accepts():
+  """Each spec's inputs (at a tiny stand-in size) trace through the loss it is for."""
+  for name, spec in specs.SPECS.items():
+    if name not in jaxloss.__all__:
+      continue
+    size = {k: min(v, 64) for k, v in spec.sizes["quick"].items()}
+    args = jax.eval_shape(lambda key, spec=spec, size=size: spec.build(key, **size),
+                          jax.random.key(0))
+    out = jax.eval_shape(lambda *a, fn=getattr(jaxloss, name), kw=spec.kwargs: jnp.mean(
+        fn(*a, **kw)), *args)
+    assert out.shape == (), name
+
+
+def test_every_public_loss_has_a_spec():
+  missing = [n for n in jaxloss.__all__ if n not in specs.SPECS and n not in specs.NOT_TIMED]
+  assert missing == []
