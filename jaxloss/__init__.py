@@ -6,6 +6,10 @@ Every loss is a pure, jitted function returning unreduced per-example values;
 
 __version__ = "0.1.0"
 
+from jaxloss.large_vocab import (
+    linear_softmax_cross_entropy,
+    vocab_parallel_linear_softmax_cross_entropy,
+)
 from jaxloss.reduce import reduce
 from jaxloss.regression import (
     gaussian_nll_loss,
@@ -32,4 +36,7 @@ __all__ = [
     "quantile_loss",
     "smooth_l1_loss",
     "squared_error",
+    # large vocabulary
+    "linear_softmax_cross_entropy",
+    "vocab_parallel_linear_softmax_cross_entropy",
 ]
