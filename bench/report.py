@@ -123,7 +123,7 @@ def markdown(run: Run, extra_sections: list[str]) -> str:
       f"(with respect to the first input{_other_argnums()}), each under `jax.jit`; torch's "
       "are `F.<loss>(..., reduction='none').mean()` under `torch.no_grad()` and with "
       "`.backward()`. One repetition runs the copy kernel, then jaxloss, optax, torch for "
-      "`fwd`, then the same for `f+b`, each on the next of 2-16 rotating input sets "
+      "`fwd`, then the same for `f+b`, each on the next of 2-64 rotating input sets "
       "(together ≥ 256 MiB, beyond the caches). `ms` is jaxloss's median time; `÷optax`, "
       "`÷torch` are medians of the per-repetition ratios jaxloss/reference (< 1: jaxloss "
       "faster); `÷floor` is the time over the bandwidth floor, the bytes that must move "

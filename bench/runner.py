@@ -27,13 +27,14 @@ from bench import specs as specs_lib
 
 MODES = ("fwd", "fb")  # forward; forward+backward
 # Input sets cycled through: enough that together they outgrow the last-level cache (so a
-# small input is read from memory, as a large one is), between 2 and 16.
-ROTATION_BYTES, MIN_INPUT_SETS, MAX_INPUT_SETS = 256 << 20, 2, 16
+# small input is read from memory, as a large one is), between 2 and 64.
+ROTATION_BYTES, MIN_INPUT_SETS, MAX_INPUT_SETS = 256 << 20, 2, 64
 # A timed sample lasts at least this long: calls too short for the clock are batched.
 MIN_SAMPLE_S = 2e-3
-# Repetitions: at least MIN_REPEATS, more while the loss fits its time budget.
-MIN_REPEATS, MAX_REPEATS = 7, 15
-BUDGET_S = {"quick": 1.0, "full": 10.0}
+# Warm-up calls of each callable (after the compiling first call), then the repetitions: at
+# least MIN_REPEATS, more while the loss fits its time budget.
+WARMUP_CALLS, MIN_REPEATS, MAX_REPEATS = 2, 7, 15
+BUDGET_S = {"quick": 0.5, "full": 10.0}
 # The copy kernel's array: float32 elements (``x + 1`` reads and writes it once).
 COPY_ELEMENTS = {"quick": 1 << 24, "full": 1 << 26}
 # Forward values of the references must agree with jaxloss's to this relative tolerance.
@@ -142,13 +143,13 @@ def _interleaved(calls: Mapping[str, Callable[[int], None]], n_sets: int, repeat
                  budget_s: float) -> dict[str, np.ndarray]:
   """Seconds per call of each callable, one sample per repetition, the callables interleaved.
 
-  A warm-up pass calls each on every input set; its times set how many calls make one sample
-  (at least ``MIN_SAMPLE_S``) and, when ``repeats`` is None, the number of repetitions.
+  A warm-up of ``WARMUP_CALLS`` calls each sets how many calls make one sample (at least
+  ``MIN_SAMPLE_S``) and, when ``repeats`` is None, the number of repetitions.
   """
   number, per_rep = {}, 0.0
   for key, call in calls.items():
     times = []
-    for k in range(n_sets):
+    for k in range(WARMUP_CALLS):
       start = time.perf_counter()
       call(k)
       times.append(time.perf_counter() - start)
@@ -189,11 +190,11 @@ def measure(name: str, spec: specs_lib.Spec, mode: str, copy_call: Callable[[int
 
   size = spec.sizes[mode]
   argnums = (spec.argnums,) if isinstance(spec.argnums, int) else tuple(spec.argnums)
-  build = jax.jit(spec.build, static_argnames=tuple(size))
-  keys = jax.random.split(jax.random.key(len(name)), MAX_INPUT_SETS)
-  first = jax.block_until_ready(build(keys[0], **size))
+  # One compiled builder; input set i comes from the key fold_in(key, i).
+  build = jax.jit(lambda i: spec.build(jax.random.fold_in(jax.random.key(0), i), **size))
+  first = jax.block_until_ready(build(0))
   n_sets = int(np.clip(-(-ROTATION_BYTES // _nbytes(first)), MIN_INPUT_SETS, MAX_INPUT_SETS))
-  sets = [first] + [jax.block_until_ready(build(k, **size)) for k in keys[1:n_sets]]
+  sets = [first] + [jax.block_until_ready(build(i)) for i in range(1, n_sets)]
 
   if spec.optax is not None:
     optax_label, optax_fn = spec.optax
