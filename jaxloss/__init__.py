@@ -6,9 +6,27 @@ Every loss is a pure, jitted function returning unreduced per-example values;
 
 __version__ = "0.1.0"
 
+from jaxloss.embedding import (
+    center_loss,
+    contrastive_loss,
+    triplet_margin_loss,
+    update_centers,
+)
 from jaxloss.large_vocab import (
     linear_softmax_cross_entropy,
     vocab_parallel_linear_softmax_cross_entropy,
+)
+from jaxloss.margin import (
+    exponential_loss,
+    hinge_loss,
+    logistic_loss,
+    multi_margin_loss,
+    multiclass_hinge_loss,
+    multiclass_perceptron_loss,
+    multiclass_zero_one_loss,
+    perceptron_loss,
+    squared_hinge_loss,
+    zero_one_loss,
 )
 from jaxloss.reduce import reduce
 from jaxloss.regression import (
@@ -21,6 +39,12 @@ from jaxloss.regression import (
     quantile_loss,
     smooth_l1_loss,
     squared_error,
+)
+from jaxloss.regularizers import (
+    elastic_net_penalty,
+    l1_penalty,
+    l2_penalty,
+    structural_risk,
 )
 
 __all__ = [
@@ -39,4 +63,25 @@ __all__ = [
     # large vocabulary
     "linear_softmax_cross_entropy",
     "vocab_parallel_linear_softmax_cross_entropy",
+    # margin
+    "exponential_loss",
+    "hinge_loss",
+    "logistic_loss",
+    "multi_margin_loss",
+    "multiclass_hinge_loss",
+    "multiclass_perceptron_loss",
+    "multiclass_zero_one_loss",
+    "perceptron_loss",
+    "squared_hinge_loss",
+    "zero_one_loss",
+    # embedding
+    "center_loss",
+    "contrastive_loss",
+    "triplet_margin_loss",
+    "update_centers",
+    # regularizers
+    "elastic_net_penalty",
+    "l1_penalty",
+    "l2_penalty",
+    "structural_risk",
 ]

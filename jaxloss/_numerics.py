@@ -199,3 +199,43 @@ def xlogy(x: jax.Array, y: jax.Array) -> jax.Array:
   """
   zero = x == 0
   return jnp.where(zero, jnp.zeros_like(x), x * jnp.log(jnp.where(zero, jnp.ones_like(y), y)))
+
+
+# --------------------------------------------------------------------------------------------
+# Bad labels (contract 6): NaN for the example, and a checkify error naming the label.
+# --------------------------------------------------------------------------------------------
+
+def debug_check_labels(fn: str, name: str, labels: jax.Array, valid: jax.Array,
+                       expected: str) -> None:
+  """``checkify.debug_check`` that every label is valid, naming the first bad one.
+
+  Args:
+    fn: the public function's name, for the message.
+    name: the argument's name.
+    labels: the labels as given (any shape).
+    valid: boolean array of ``labels``' shape (or a scalar).
+    expected: what a valid label is, e.g. ``"-1 or +1"`` or ``"in [0, 5)"``.
+  """
+  if labels.size == 0:
+    return
+  valid = jnp.broadcast_to(valid, labels.shape)
+  first_bad = labels.reshape(-1)[jnp.argmax(~valid.reshape(-1))]
+  checkify.debug_check(jnp.all(valid), f"{fn}: every label in `{name}` must be {expected}, "
+                       f"got {{}}", first_bad)
+
+
+def class_labels_valid(fn: str, name: str, labels: jax.Array, num_classes: int) -> jax.Array:
+  """Boolean mask of the integer labels in [0, num_classes); :func:`debug_check_labels` too."""
+  valid = (labels >= 0) & (labels < num_classes)
+  debug_check_labels(fn, name, labels, valid, f"in [0, {num_classes})")
+  return valid
+
+
+def poison_invalid(x: jax.Array, valid: jax.Array) -> jax.Array:
+  """``x`` where ``valid``, NaN elsewhere, in value and in gradient.
+
+  Multiplies by 1 or NaN instead of a ``where``: the example's loss is NaN, and its gradient
+  is NaN too wherever the loss depends on the inputs there (a ``where`` would send a silent,
+  finite 0 back instead).
+  """
+  return x * jnp.where(valid, jnp.ones((), x.dtype), jnp.full((), jnp.nan, x.dtype))

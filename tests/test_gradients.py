@@ -109,3 +109,202 @@ def test_gaussian_nll_gradients_with_straight_through_clamp(rng):
 
 
 # Later families append their closed-form tests below, one section per module.
+
+
+# ------------------------------------------------------------------------------ margin
+# m = y·s with y in {−1, +1}; each d/ds is written from the maths, kinks exactly included.
+
+def _margin_points(rng, kink_margins):
+  """Random scores and ±1 labels, then scores placed exactly at the given margins."""
+  s = rng.normal(size=64).astype(np.float32) * 3
+  y = rng.choice([-1, 1], size=64).astype(np.float32)
+  ky = np.tile(np.float32([1.0, -1.0]), len(kink_margins))
+  km = np.repeat(np.float32(kink_margins), 2)
+  return np.concatenate([s, km * ky]), np.concatenate([y, ky])  # s = m·y, so y·s = m
+
+
+MARGIN_GRADIENTS = [
+    # name, d/dm of the loss (the gradient is y·that), kink margins where it must be exactly 0
+    ("hinge_loss", lambda m: np.where(m < 1, -1.0, 0.0), [1.0]),
+    ("squared_hinge_loss", lambda m: -2 * np.maximum(0, 1 - m), [1.0]),
+    ("perceptron_loss", lambda m: np.where(m < 0, -1.0, 0.0), [0.0]),
+    ("logistic_loss", lambda m: -1 / (1 + np.exp(m)), []),
+    ("exponential_loss", lambda m: -np.exp(-m), []),
+]
+
+
+@pytest.mark.parametrize("name,dloss_dm,kinks", MARGIN_GRADIENTS,
+                         ids=[n for n, _, _ in MARGIN_GRADIENTS])
+def test_margin_gradients_and_kinks(rng, name, dloss_dm, kinks):
+  s, y = _margin_points(rng, kinks)
+  g = grad_of_sum(getattr(jaxloss, name), s, jnp.asarray(y))
+  m = np.float64(s) * y
+  assert_close(g, y * dloss_dm(m))
+  if kinks:  # hinge at m = 1, perceptron at m = 0: the sub-gradient 0 (contract 4)
+    np.testing.assert_array_equal(g[64:], np.zeros(2 * len(kinks)))
+
+
+def test_zero_one_gradient_is_exactly_zero_everywhere(rng):
+  s, y = _margin_points(rng, [0.0, 1.0])
+  np.testing.assert_array_equal(grad_of_sum(jaxloss.zero_one_loss, s, jnp.asarray(y)),
+                                np.zeros_like(s))
+  logits = rng.normal(size=(8, 5)).astype(np.float32)
+  labels = jnp.asarray(rng.integers(0, 5, size=8))
+  np.testing.assert_array_equal(grad_of_sum(jaxloss.multiclass_zero_one_loss, logits, labels),
+                                np.zeros_like(logits))
+
+
+def _np_crammer_singer_grad(s, y, margin):
+  """e_k − e_y with k the lowest-index best other class, where the loss is positive."""
+  n, c = s.shape
+  others = np.where(np.arange(c) == y[:, None], -np.inf, s)
+  k = np.argmax(others, axis=1)
+  active = margin + others[np.arange(n), k] - s[np.arange(n), y] > 0
+  g = np.zeros((n, c))
+  g[np.arange(n), k] += active
+  g[np.arange(n), y] -= active
+  return g
+
+
+@pytest.mark.parametrize("name,margin", [("multiclass_hinge_loss", 1.0),
+                                         ("multiclass_perceptron_loss", 0.0)])
+def test_crammer_singer_gradients_ties_and_kinks(rng, name, margin):
+  s = rng.normal(size=(32, 4)).astype(np.float32)
+  y = rng.integers(0, 4, size=32)
+  extra_s = np.float32([
+      [2.0, 2.0, 0.0, -1.0],          # two other classes tie for the max: lowest index wins
+      [0.0, margin, 0.0, 0.0],        # at the kink: s_y = margin + max_{j≠y} s_j
+      [1.0, 1.0 + margin, 1.0, 1.0],  # kink with tied others
+  ])
+  extra_y = np.array([3, 1, 1])
+  s, y = np.concatenate([s, extra_s]), np.concatenate([y, extra_y])
+  g = grad_of_sum(getattr(jaxloss, name), s, jnp.asarray(y))
+  np.testing.assert_array_equal(g, _np_crammer_singer_grad(np.float64(s), y, margin))
+  np.testing.assert_array_equal(g[-3], [1.0, 0.0, 0.0, -1.0])
+  np.testing.assert_array_equal(g[-2:], np.zeros((2, 4)))
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_multi_margin_gradient_and_kink(rng, p):
+  c = 5
+  s = rng.normal(size=(32, c)).astype(np.float32)
+  y = rng.integers(0, c, size=32)
+  s = np.concatenate([s, np.float32([[0.0, 1.0, 0.0, -3.0, 0.5]])])  # h = 0 at j = 0, 2
+  y = np.concatenate([y, [1]])
+  w = rng.uniform(0.5, 2.0, size=c).astype(np.float32)
+  margin = 1.0
+  n = len(y)
+  s64 = np.float64(s)
+  h = margin - s64[np.arange(n), y][:, None] + s64
+  h[np.arange(n), y] = 0.0
+  dh = w[y][:, None] / c * p * np.where(h > 0, np.maximum(h, 0) ** (p - 1), 0.0)
+  expected = dh.copy()
+  expected[np.arange(n), y] -= dh.sum(axis=1)
+  g = grad_of_sum(jaxloss.multi_margin_loss, s, jnp.asarray(y), p=p, margin=margin,
+                  class_weights=jnp.asarray(w))
+  assert_close(g, expected)
+  # The kink of max(0, ·): terms at h = 0 contribute 0 (only j = 4, h = 0.5, is active).
+  w1 = w[1] / c * p * (0.5 ** (p - 1))
+  assert_close(g[-1], np.float64([0.0, -w1, 0.0, 0.0, w1]))
+
+
+# ------------------------------------------------------------------------------ embedding
+
+def _unit(v):
+  return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def test_triplet_gradients_in_all_three_inputs_and_kink(rng):
+  a, p, n = (rng.normal(size=(16, 3)).astype(np.float32) for _ in range(3))
+  args = [jnp.asarray(x) for x in (a, p, n)]
+
+  def total(*xs):
+    return jnp.sum(jaxloss.triplet_margin_loss(*xs, margin=2.0, eps=0.0))
+
+  ga, gp, gn = jax.grad(total, argnums=(0, 1, 2))(*args)
+  a64, p64, n64 = np.float64(a), np.float64(p), np.float64(n)
+  u_pos, u_neg = _unit(a64 - p64), _unit(a64 - n64)
+  active = (2.0 + np.linalg.norm(a64 - p64, axis=1) - np.linalg.norm(a64 - n64, axis=1) > 0)
+  active = active[:, None]
+  assert 0 < active.sum() < 16
+  assert_close(ga, active * (u_pos - u_neg))
+  assert_close(gp, active * -u_pos)
+  assert_close(gn, active * u_neg)
+  # The kink margin + d(a, p) = d(a, n): 5 + 5 = 10, exactly, gives the sub-gradient 0.
+  kink = [jnp.asarray([[0.0, 0.0]]), jnp.asarray([[3.0, 4.0]]), jnp.asarray([[6.0, 8.0]])]
+  g = jax.grad(lambda x: jnp.sum(jaxloss.triplet_margin_loss(x, *kink[1:], margin=5.0,
+                                                             eps=0.0)))(kink[0])
+  np.testing.assert_array_equal(g, [[0.0, 0.0]])
+
+
+def test_contrastive_gradient_and_kinks(rng):
+  x1, x2 = (rng.normal(size=(32, 3)).astype(np.float32) for _ in range(2))
+  same = rng.integers(0, 2, size=32).astype(np.float32)
+  margin = 2.5
+  g = grad_of_sum(jaxloss.contrastive_loss, x1, jnp.asarray(x2), jnp.asarray(same),
+                  margin=margin)
+  diff = np.float64(x1) - np.float64(x2)
+  d = np.linalg.norm(diff, axis=1, keepdims=True)
+  s = same[:, None]
+  assert_close(g, s * diff - (1 - s) * np.maximum(0, margin - d) * diff / d)
+  # d = margin (push term's kink) and d = 0 (coinciding pair): both exactly 0.
+  x = jnp.asarray([[3.0, 4.0], [1.0, 1.0]])
+  g = grad_of_sum(jaxloss.contrastive_loss, x, jnp.asarray([[0.0, 0.0], [1.0, 1.0]]),
+                  jnp.asarray([0.0, 0.0]), margin=5.0)
+  np.testing.assert_array_equal(g, np.zeros((2, 2)))
+
+
+def test_center_loss_gradients_in_features_and_centers(rng):
+  x = rng.normal(size=(20, 3)).astype(np.float32)
+  y = rng.integers(0, 4, size=20)
+  c = rng.normal(size=(4, 3)).astype(np.float32)
+  gx, gc = jax.grad(lambda f, cc: jnp.sum(jaxloss.center_loss(f, jnp.asarray(y), cc)),
+                    argnums=(0, 1))(jnp.asarray(x), jnp.asarray(c))
+  diff = np.float64(x) - np.float64(c)[y]
+  assert_close(gx, diff)  # Wen et al. Eq. 3
+  expected_gc = np.zeros((4, 3))
+  np.add.at(expected_gc, y, -diff)
+  assert_close(gc, expected_gc)
+
+
+def test_update_centers_derivative(rng):
+  x = rng.normal(size=(20, 3)).astype(np.float32)
+  y = rng.integers(0, 3, size=20)  # class 3 absent
+  c = rng.normal(size=(4, 3)).astype(np.float32)
+  counts = np.bincount(y, minlength=4)[:, None].astype(np.float64)
+  alpha = 0.4
+  gc, gx = jax.grad(lambda cc, f: jnp.sum(jaxloss.update_centers(cc, f, jnp.asarray(y),
+                                                                 alpha=alpha)),
+                    argnums=(0, 1))(jnp.asarray(c), jnp.asarray(x))
+  # c_j − α(n_j c_j − Σx)/(1 + n_j): d/dc_j = 1 − α n_j/(1 + n_j); features are constants.
+  assert_close(gc, np.broadcast_to(1 - alpha * counts / (1 + counts), (4, 3)))
+  np.testing.assert_array_equal(gc[3], [1.0, 1.0, 1.0])
+  np.testing.assert_array_equal(gx, np.zeros_like(x))
+
+
+# ------------------------------------------------------------------------------ regularizers
+
+def test_penalty_gradients_and_zero_subgradient(rng):
+  w = _points(rng, [0.0, -0.0])
+  params = {"w": jnp.asarray(w), "v": jnp.asarray(w[:5] * 2)}
+  sign = {"w": np.sign(w), "v": np.sign(w[:5])}
+  g1 = jax.grad(jaxloss.l1_penalty)(params)
+  np.testing.assert_array_equal(g1["w"], sign["w"])
+  np.testing.assert_array_equal(g1["w"][-2:], [0.0, 0.0])  # L1 at w = 0: the sub-gradient 0
+  g2 = jax.grad(jaxloss.l2_penalty)(params)
+  assert_close(g2["w"], np.float64(w))
+  ge = jax.grad(lambda p: jaxloss.elastic_net_penalty(p, l1_ratio=0.3))(params)
+  assert_close(ge["v"], 0.3 * sign["v"] + 0.7 * np.float64(w[:5] * 2))
+  assert_close(ge["w"], 0.3 * sign["w"] + 0.7 * np.float64(w))
+
+
+def test_structural_risk_gradient_closed_form(rng):
+  losses = rng.uniform(0, 2, size=10).astype(np.float32)
+  where = np.arange(10) % 3 != 0
+  w = _points(rng, [0.0])
+  gl, gw = jax.grad(lambda lo, p: jaxloss.structural_risk(lo, p, l1=0.2, l2=0.5,
+                                                          where=jnp.asarray(where)),
+                    argnums=(0, 1))(jnp.asarray(losses), jnp.asarray(w))
+  np.testing.assert_allclose(gl, where / where.sum(), rtol=1e-6)
+  assert_close(gw, 0.2 * np.sign(w) + 0.5 * np.float64(w))
+  assert gw[-1] == 0.0

@@ -91,6 +91,55 @@ SPECS = [
          twice_differentiable=True, expect_inf=_squares_overflow),
 ]
 
+
+
+# margin and embedding (issue 4): ±1 labels, integer classes, feature vectors.
+def _pm1(name, twice=False, expect_inf=lambda v: False):
+  def make(r):
+    return (f32(r.normal(size=(N, C))), jnp.asarray(r.choice([-1, 1], (N, C)))), {}
+  return Spec(name, make, "pm1", twice_differentiable=twice, expect_inf=expect_inf)
+
+
+def _classes(name, **kwargs):
+  def make(r):
+    return (f32(r.normal(size=(N, C))), jnp.asarray(r.integers(0, C, N))), dict(kwargs)
+  return Spec(name, make, "class_int")
+
+
+def _center_make(r):
+  # The centers are a keyword: every case perturbs and batches the features only.
+  return ((f32(r.normal(size=(N, C))), jnp.asarray(r.integers(0, 3, N))),
+          {"centers": f32(np.linspace(-1, 1, 3 * C).reshape(3, C))})
+
+
+def _pairs_make(r):
+  return (f32(r.normal(size=(N, C))), f32(r.normal(size=(N, C))),
+          jnp.asarray(np.arange(N) % 2)), {"margin": 2.0}
+
+
+def _triplet_make(r):
+  return tuple(f32(r.normal(size=(N, C))) for _ in range(3)), {"swap": True}
+
+
+SPECS += [
+    _pm1("zero_one_loss"),
+    _pm1("hinge_loss"),
+    _pm1("squared_hinge_loss", expect_inf=_squares_overflow),
+    _pm1("perceptron_loss"),
+    _pm1("logistic_loss", twice=True),
+    # exp(−y·s) overflows for y·s below ~−88.7 (labels are mixed, so for |s| above it).
+    _pm1("exponential_loss", twice=True, expect_inf=lambda v: abs(v) > 88.0),
+    _classes("multiclass_zero_one_loss"),
+    _classes("multiclass_hinge_loss"),
+    _classes("multiclass_perceptron_loss"),
+    _classes("multi_margin_loss", p=2, margin=0.7),
+    Spec("center_loss", _center_make, "class_int", twice_differentiable=True,
+         expect_inf=_squares_overflow),
+    Spec("triplet_margin_loss", _triplet_make, "pair"),
+    # ½d² of the similar pairs is above float32's maximum when |x1| = 1e30.
+    Spec("contrastive_loss", _pairs_make, "pair", expect_inf=_squares_overflow),
+]
+
 BY_NAME = {s.name: s for s in SPECS}
 
 
@@ -119,7 +168,13 @@ def test_every_public_loss_is_in_the_table():
 
 
 # Public functions that are not per-example losses, each with the test that covers it instead.
-NOT_LOSSES = {}
+NOT_LOSSES = {
+    "update_centers": "tests/test_embedding.py::test_update_centers_*",
+    "l1_penalty": "tests/test_regularizers.py",
+    "l2_penalty": "tests/test_regularizers.py",
+    "elastic_net_penalty": "tests/test_regularizers.py",
+    "structural_risk": "tests/test_regularizers.py",
+}
 
 
 def value_and_grad_of_sum(spec, args, kwargs):

@@ -63,6 +63,27 @@ CASES = [
          smooth=True),
     Case("gaussian_nll_loss", (normal(B, 5), normal(B, 5), positive(B, 5)), {"full": True},
          smooth=True),
+    # margin (labels: ±1 or integer classes)
+    Case("zero_one_loss", (normal(B, 5), lambda r: jnp.asarray(r.choice([-1, 1], (B, 5))))),
+    Case("hinge_loss", (normal(B, 5), lambda r: jnp.asarray(r.choice([-1, 1], (B, 5))))),
+    Case("squared_hinge_loss", (normal(B, 5), lambda r: f32(r.choice([-1, 1], (B, 5))))),
+    Case("perceptron_loss", (normal(B, 5), lambda r: jnp.asarray(r.choice([-1, 1], (B, 5))))),
+    Case("logistic_loss", (normal(B, 5), lambda r: f32(r.choice([-1, 1], (B, 5)))), smooth=True),
+    Case("exponential_loss", (normal(B, 5), lambda r: jnp.asarray(r.choice([-1, 1], (B, 5)))),
+         smooth=True),
+    Case("multiclass_zero_one_loss", (normal(B, 5), lambda r: jnp.asarray(r.integers(0, 5, B)))),
+    Case("multiclass_hinge_loss", (normal(B, 5), lambda r: jnp.asarray(r.integers(0, 5, B)))),
+    Case("multiclass_perceptron_loss", (normal(B, 5),
+                                        lambda r: jnp.asarray(r.integers(0, 5, B)))),
+    Case("multi_margin_loss", (normal(B, 5), lambda r: jnp.asarray(r.integers(0, 5, B))),
+         {"p": 2, "margin": 0.7}),
+    # embedding (center_loss's centers are a keyword, so vmap does not map over them)
+    Case("center_loss", (normal(B, 4), lambda r: jnp.asarray(r.integers(0, 3, B))),
+         {"centers": f32(np.arange(12.0).reshape(3, 4) / 6)}, smooth=True),
+    Case("triplet_margin_loss", (normal(B, 4), normal(B, 4), normal(B, 4)),
+         {"norm_degree": 3, "swap": True}),
+    Case("contrastive_loss", (normal(B, 4), normal(B, 4), lambda r: f32(r.integers(0, 2, B))),
+         {"margin": 2.0}),
     # large vocabulary: no line. linear_softmax_cross_entropy(hidden (N, D), weight (D, V),
     # labels (N,)) takes its shared weight positionally, so these tests would map it per
     # example, and the batched call would need a (B, N, D) hidden that the (N, D) contract
@@ -108,7 +129,9 @@ def test_outer_jit_matches_and_grad_of_mean_matches_vmapped_grads(case):
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_no_retrace_on_new_values_with_same_shapes(case):
   fn = _fn(case)
-  first, second = _inputs(case), [a + 0.5 for a in _inputs(case)]
+  # New values of the same dtypes (integer labels move by 1, floats by 0.5).
+  first = _inputs(case)
+  second = [a + (0.5 if jnp.issubdtype(a.dtype, jnp.floating) else 1) for a in _inputs(case)]
   fn(*first, **case.kwargs)
   size = fn.jitted._cache_size()
   fn(*second, **case.kwargs)

@@ -1,0 +1,301 @@
+"""Embedding losses: center loss and its center update; triplet and contrastive losses.
+
+These losses act on feature vectors (embeddings) along a feature axis and return one loss per
+example (the inputs' shape without that axis). bf16/fp16 features are computed in float32 and
+returned in their dtype.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import jax
+import jax.numpy as jnp
+
+from jaxloss import _numerics
+
+ArrayLike = jax.typing.ArrayLike
+
+
+def _norm(x: jax.Array, p: float, axis: int) -> jax.Array:
+  """‖x‖_p along ``axis``, without overflow, with gradient 0 at x = 0.
+
+  Scaled by the largest |x_i| (held constant in the derivative, which is exact because the
+  norm is homogeneous of degree 1), so entries up to float32's maximum do not overflow the
+  sum of powers. At x = 0 the norm's sub-differential is the dual unit ball, which contains
+  0: the gradient there is 0 (contract 4), where the plain formula gives 0/0 = NaN.
+  """
+  a = _numerics.abs0(x)
+  scale = jax.lax.stop_gradient(jnp.max(a, axis=axis, keepdims=True))
+  nonzero = scale != 0  # true for NaN too, so NaN propagates
+  u = a / jnp.where(nonzero, scale, jnp.ones((), a.dtype))
+  if p == 1:
+    total = jnp.sum(u, axis=axis, keepdims=True)
+  else:
+    # u**p with gradient 0 at u = 0 (finite also for p < 1): double where (jax #1052). An
+    # integral p is an exact integer power.
+    power = int(p) if p.is_integer() else p
+    positive = u > 0
+    powers = jnp.where(positive, jnp.where(positive, u, jnp.ones((), u.dtype)) ** power,
+                       jnp.zeros((), u.dtype))
+    total = jnp.sum(powers, axis=axis, keepdims=True)
+  # total >= 1 wherever x != 0 (the largest entry contributes 1): its root is safe there; the
+  # root of the all-zero case is taken at 1 instead (its gradient at 0 would be infinite).
+  safe_total = jnp.where(nonzero, total, jnp.ones((), u.dtype))
+  if p == 1:
+    root = total
+  elif p == 2:
+    root = jnp.sqrt(safe_total)
+  else:
+    root = safe_total ** (1.0 / p)
+  norm = jnp.where(nonzero, scale * root, jnp.zeros((), a.dtype))
+  # An infinite entry: the norm is inf (inf/inf above would make it NaN).
+  norm = jnp.where(jnp.isposinf(scale), scale, norm)
+  return jnp.squeeze(norm, axis)
+
+
+def _check_norm_degree(fn: str, p: object) -> float:
+  if not isinstance(p, numbers.Real) or isinstance(p, bool) or not math.isfinite(p) or p <= 0:
+    raise ValueError(f"{fn}(norm_degree=...) must be a finite Python number > 0 (static), got "
+                     f"{p!r}")
+  return float(p)
+
+
+def _same_shapes(fn: str, names: tuple[str, ...], arrays: tuple[jax.Array, ...]) -> None:
+  first = arrays[0]
+  for name, a in zip(names[1:], arrays[1:]):
+    if a.shape != first.shape:
+      raise ValueError(f"{fn}: `{names[0]}` and `{name}` must have the same shape, got "
+                       f"{names[0]}.shape={first.shape} and {name}.shape={a.shape}")
+
+
+@_numerics.loss_jit(static_argnames=("axis", "norm_degree", "swap"),
+                    ranges={"eps": (0.0, None, False)})
+def triplet_margin_loss(anchors: ArrayLike, positives: ArrayLike, negatives: ArrayLike,
+                        axis: int = -1, norm_degree: float = 2, margin: ArrayLike = 1.0,
+                        eps: ArrayLike = 1e-6, *, swap: bool = False) -> jax.Array:
+  """Triplet margin loss with optax's signature and PyTorch's numbers.
+
+  .. math::
+    \\ell = \\max\\big(0,\\; \\text{margin} + d(a, p) - d(a, n)\\big), \\qquad
+    d(x, y) = \\lVert x - y + \\varepsilon \\rVert_q
+
+  with ``q = norm_degree`` (PyTorch's ``pairwise_distance``). With ``swap`` (Balntas et al.,
+  "distance swap") the negative distance is min(d(a, n), d(p, n)).
+
+  Args:
+    anchors: floating embeddings, any shape ``S`` with the feature axis ``axis``.
+    positives: same shape as ``anchors`` (similar to them).
+    negatives: same shape as ``anchors`` (dissimilar).
+    axis: static; the feature axis.
+    norm_degree: static ``q``, a Python number > 0 (a norm for q >= 1); specialised at
+      trace time, as PyTorch's ``p``.
+    margin: traced float.
+    eps: traced float >= 0, added to the difference before the norm (PyTorch's ``eps``).
+    swap: static; use the distance swap.
+
+  Returns:
+    The loss, ``S`` without ``axis``, in the anchors' dtype.
+
+  Sub-gradient: the distances' gradients where the loss is positive, and 0 at its kink
+  (margin + d(a, p) = d(a, n), contract 4). A distance whose vector is exactly 0 (a − p = −ε)
+  has gradient 0 there (its sub-differential contains 0), never NaN. With ``swap``, a tie
+  d(p, n) = d(a, n) uses d(a, n).
+
+  Edge cases:
+    optax 0.2.8 computes (Σ(a − p)^q + ε)^{1/q}: for odd ``q`` a negative difference makes it
+    wrong (negative powers), and its ε sits inside the root; it agrees with this function at
+    q = 2 up to O(ε) (exactly when ε = 0). ``norm_degree`` must be a Python number (optax
+    also accepts an array). Distances are computed scaled by their largest entry, so they do
+    not overflow below float32's maximum. NaN inputs propagate.
+
+  References:
+    V. Balntas, E. Riba, D. Ponsa, K. Mikolajczyk, "Learning local feature descriptors with
+    triplets and shallow convolutional neural networks", BMVC 2016; F. Schroff, D. Kalenichenko,
+    J. Philbin, "FaceNet", CVPR 2015; optax ``optax.losses.triplet_margin_loss``; PyTorch
+    ``torch.nn.functional.triplet_margin_loss``.
+  """
+  fn = "triplet_margin_loss"
+  q = _check_norm_degree(fn, norm_degree)
+  names = ("anchors", "positives", "negatives")
+  arrays = tuple(_numerics.check_floating(fn, n, x) for n, x in zip(names, (anchors, positives,
+                                                                           negatives)))
+  _same_shapes(fn, names, arrays)
+  axis = _numerics.canonical_axis(fn, axis, arrays[0].ndim)
+  _numerics.debug_check_range(fn, "eps", eps, 0.0)
+  _, (a, p, n) = _numerics.upcast(*arrays)
+  eps = jnp.asarray(eps, a.dtype)
+  d_pos = _norm(a - p + eps, q, axis)
+  d_neg = _norm(a - n + eps, q, axis)
+  if swap:
+    d_swap = _norm(p - n + eps, q, axis)
+    d_neg = jnp.where(d_swap < d_neg, d_swap, d_neg)  # a tie keeps d(a, n), where min splits
+  loss = jax.nn.relu(jnp.asarray(margin, a.dtype) + (d_pos - d_neg))  # relu'(0) = 0
+  return loss.astype(arrays[0].dtype)
+
+
+@_numerics.loss_jit(static_argnames=("axis",), ranges={"margin": (0.0, None, False)})
+def contrastive_loss(x1: ArrayLike, x2: ArrayLike, same: ArrayLike, *, margin: ArrayLike = 1.0,
+                     axis: int = -1) -> jax.Array:
+  """Contrastive loss of Hadsell, Chopra and LeCun (2006).
+
+  .. math::
+    \\ell = s\\,\\tfrac12 d^2 + (1 - s)\\,\\tfrac12 \\max(0, \\text{margin} - d)^2, \\qquad
+    d = \\lVert x_1 - x_2 \\rVert_2
+
+  Similar pairs (``s = 1``) are pulled together; dissimilar ones (``s = 0``) are pushed apart
+  until they are ``margin`` apart.
+
+  Args:
+    x1: floating embeddings, any shape ``S`` with the feature axis ``axis``.
+    x2: same shape as ``x1``.
+    same: 1 for a similar pair, 0 for a dissimilar one (bool, integer or floating; a value in
+      between weighs the two terms), of shape ``S`` without ``axis``, or a scalar.
+    margin: traced float >= 0.
+    axis: static; the feature axis.
+
+  Returns:
+    The loss, ``S`` without ``axis``, in ``x1``'s dtype.
+
+  Derivative: d/dx1 = s·(x1 − x2) − (1 − s)·max(0, margin − d)·(x1 − x2)/d. At d = margin
+  the push term is 0 (contract 4). When the two vectors coincide (d = 0) the push direction is
+  undefined; the gradient is 0 there (0 is in the Clarke sub-differential), finite, where
+  the plain formula gives 0/0 = NaN.
+
+  Edge cases:
+    A ``same`` outside [0, 1] gives NaN for that pair and fails ``checkify`` naming it.
+    Distances are scaled by their largest entry, so they do not overflow below float32's
+    maximum. NaN inputs propagate.
+
+  References:
+    R. Hadsell, S. Chopra, Y. LeCun, "Dimensionality Reduction by Learning an Invariant
+    Mapping", CVPR 2006, Eq. 4 (with Y = 1 − same).
+  """
+  fn = "contrastive_loss"
+  arrays = (_numerics.check_floating(fn, "x1", x1), _numerics.check_floating(fn, "x2", x2))
+  _same_shapes(fn, ("x1", "x2"), arrays)
+  axis = _numerics.canonical_axis(fn, axis, arrays[0].ndim)
+  s = jnp.asarray(same)
+  if s.dtype != jnp.bool_:
+    s = _numerics.check_numeric(fn, "same", s)
+  pair_shape = arrays[0].shape[:axis] + arrays[0].shape[axis + 1:]
+  if s.shape != pair_shape and s.ndim != 0:
+    raise ValueError(f"{fn}: `same` must have the shape of `x1` without axis {axis} (or be a "
+                     f"scalar), got x1.shape={arrays[0].shape} and same.shape={s.shape}")
+  _numerics.debug_check_range(fn, "margin", margin, 0.0)
+  _, (a, b) = _numerics.upcast(*arrays)
+  s = s.astype(a.dtype)
+  valid = (s >= 0) & (s <= 1)
+  _numerics.debug_check_labels(fn, "same", s, valid, "in [0, 1]")
+  d = _norm(a - b, 2.0, axis)
+  push = jax.nn.relu(jnp.asarray(margin, a.dtype) - d)
+  zero = jnp.zeros((), a.dtype)
+  # A term whose weight is 0 is left out, not multiplied by 0: ½d² may be inf (|x| ~ 1e30).
+  pull = jnp.where(s == 0, zero, s * (d * d))
+  push = jnp.where(s == 1, zero, (1.0 - s) * (push * push))
+  loss = 0.5 * (pull + push)
+  return _numerics.poison_invalid(loss, valid).astype(arrays[0].dtype)
+
+
+def _center_inputs(fn: str, features: ArrayLike, labels: ArrayLike, centers: ArrayLike
+                   ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+  """Checks the center-loss triple; returns ``(x, y, c, valid)``, bad labels replaced by 0."""
+  x = _numerics.check_floating(fn, "features", features)
+  c = _numerics.check_floating(fn, "centers", centers)
+  y = _numerics.check_integer(fn, "labels", labels)
+  if x.ndim < 1 or c.ndim != 2 or c.shape[1] != x.shape[-1]:
+    raise ValueError(f"{fn}: `centers` must have shape (num_classes, D) with D the last axis of "
+                     f"`features`, got features.shape={x.shape} and centers.shape={c.shape}")
+  if y.shape != x.shape[:-1]:
+    raise ValueError(f"{fn}: `labels` must have the shape of `features` without its last axis, "
+                     f"got features.shape={x.shape} and labels.shape={y.shape}")
+  valid = _numerics.class_labels_valid(fn, "labels", y, c.shape[0])
+  return x, jnp.where(valid, y, 0), c, valid
+
+
+def _center_dtype(x: jax.Array, c: jax.Array) -> jnp.dtype:
+  """The wider of the two compute dtypes: bf16 features with float32 centers (the usual mix)
+  compute in float32, without relying on implicit promotion between them."""
+  return max(_numerics.compute_dtype(x), _numerics.compute_dtype(c), key=lambda d: d.itemsize)
+
+
+@_numerics.loss_jit()
+def center_loss(features: ArrayLike, labels: ArrayLike, centers: ArrayLike) -> jax.Array:
+  """Center loss of Wen et al. (2016): ``½‖x_i − c_{y_i}‖²`` per example.
+
+  Pulls each feature vector toward its class center; used beside a softmax cross-entropy to
+  make deep features discriminative. Keep ``centers`` in the training state and move them
+  with :func:`update_centers` (the paper's Eq. 4), not with the loss's gradient.
+
+  Args:
+    features: floating features of shape ``S + (D,)``.
+    labels: integer classes in [0, num_classes), shape ``S``.
+    centers: floating class centers, shape ``(num_classes, D)``.
+
+  Returns:
+    The loss, shape ``S``, in the features' dtype (computed in float32 or wider).
+
+  Derivative: d/dx_i = x_i − c_{y_i} (the paper's Eq. 3); with respect to the centers,
+  −Σ_{i: y_i=j} (x_i − c_j).
+
+  Edge cases:
+    A label outside [0, num_classes) gives NaN for that example and fails
+    ``checkify`` naming it. NaN inputs propagate.
+
+  References:
+    Y. Wen, K. Zhang, Z. Li, Y. Qiao, "A Discriminative Feature Learning Approach for Deep
+    Face Recognition", ECCV 2016, Eq. 2.
+  """
+  x, y, c, valid = _center_inputs("center_loss", features, labels, centers)
+  dtype = _center_dtype(x, c)
+  x32, c32 = x.astype(dtype), c.astype(dtype)
+  diff = x32 - c32[y]
+  loss = 0.5 * jnp.sum(diff * diff, axis=-1)
+  return _numerics.poison_invalid(loss, valid).astype(x.dtype)
+
+
+@_numerics.loss_jit(ranges={"alpha": (0.0, 1.0, False)})
+def update_centers(centers: ArrayLike, features: ArrayLike, labels: ArrayLike, *,
+                   alpha: ArrayLike = 0.5) -> jax.Array:
+  """The center update of Wen et al. (2016), Eq. 4; pure: returns the new centers.
+
+  .. math::
+    \\Delta c_j = \\frac{\\sum_{i: y_i = j} (c_j - x_i)}{1 + n_j}, \\qquad
+    c_j \\leftarrow c_j - \\alpha\\,\\Delta c_j
+
+  with n_j the number of examples of class j in the batch (the 1 keeps the step bounded, and
+  makes classes absent from the batch keep their centers). Computed with
+  ``jax.ops.segment_sum``.
+
+  Args:
+    centers: floating centers, shape ``(num_classes, D)``; keep them in the caller's state.
+    features: floating features of shape ``S + (D,)``; treated as constants (no gradient).
+    labels: integer classes in [0, num_classes), shape ``S``.
+    alpha: traced learning rate of the centers, in [0, 1].
+
+  Returns:
+    The updated centers, shape ``(num_classes, D)``, in the centers' dtype.
+
+  Edge cases:
+    An example with a label outside [0, num_classes) is left out of the update (it has no
+    center) and fails ``checkify`` naming the label; its :func:`center_loss` is NaN, so a
+    training step sees it. NaN features make their class's center NaN.
+
+  References:
+    Y. Wen, K. Zhang, Z. Li, Y. Qiao, "A Discriminative Feature Learning Approach for Deep
+    Face Recognition", ECCV 2016, Eq. 4 and Algorithm 1.
+  """
+  fn = "update_centers"
+  x, y, c, valid = _center_inputs(fn, features, labels, centers)
+  _numerics.debug_check_range(fn, "alpha", alpha, 0.0, 1.0)
+  dtype = _center_dtype(x, c)
+  x32, c32 = jax.lax.stop_gradient(x).astype(dtype), c.astype(dtype)
+  num_classes = c.shape[0]
+  x32 = x32.reshape(-1, x32.shape[-1])
+  segments = jnp.where(valid, y, num_classes).reshape(-1)  # out of range: dropped by segment_sum
+  sums = jax.ops.segment_sum(x32, segments, num_segments=num_classes)
+  counts = jax.ops.segment_sum(jnp.ones(segments.shape, dtype), segments,
+                               num_segments=num_classes)[:, None]
+  delta = (counts * c32 - sums) / (1.0 + counts)
+  return (c32 - jnp.asarray(alpha, dtype) * delta).astype(c.dtype)

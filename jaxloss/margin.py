@@ -1,0 +1,405 @@
+"""Margin losses: 0-1, hinge (binary, squared, multiclass), perceptron, logistic, exponential.
+
+Binary losses take scores ``s`` and labels ``y`` in {−1, +1} of the same shape (a scalar label is
+allowed) and are functions of the margin m = y·s; the result has the scores' shape. Multiclass
+losses take scores with a class axis (``axis=-1``) and integer labels of the scores' shape
+without that axis. bf16/fp16 scores are computed in float32 and returned in their dtype.
+
+The 0-1 loss is what a classifier is judged by; it is neither convex nor continuous and its
+gradient is 0 everywhere, so it cannot be trained by gradient descent. The other losses are its
+convex surrogates (hinge: SVMs; logistic: logistic regression; exponential: AdaBoost).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxloss import _numerics
+
+ArrayLike = jax.typing.ArrayLike
+
+
+def _margins(fn: str, scores: ArrayLike, labels: ArrayLike, scores_name: str,
+             labels_name: str) -> tuple[jnp.dtype, jax.Array]:
+  """``(out_dtype, m = y·s)`` in the compute dtype; m is NaN where ``y`` is not −1 or +1.
+
+  A bad label poisons its margin (value and gradient) and fails ``checkify`` naming it.
+  """
+  dtype, s, y = _numerics.elementwise_inputs(fn, scores, labels, scores_name, labels_name)
+  valid = (y == 1) | (y == -1)
+  _numerics.debug_check_labels(fn, labels_name, jnp.asarray(labels), valid, "-1 or +1")
+  return dtype, _numerics.poison_invalid(y, valid) * s
+
+
+@_numerics.loss_jit()
+def zero_one_loss(scores: ArrayLike, labels: ArrayLike) -> jax.Array:
+  """The 0-1 loss: 1 if the margin y·s <= 0 (a mistake, or a score of exactly 0), else 0.
+
+  Args:
+    scores: floating array of any shape ``S`` (the sign is the predicted class).
+    labels: −1 or +1, shape ``S`` or a scalar; integer or floating.
+
+  Returns:
+    The elementwise loss (0 or 1), shape ``S``, in the scores' dtype.
+
+  Gradient: exactly 0 everywhere (a ``stop_gradient``): the loss is piecewise constant, so
+  gradient descent cannot minimise it. That is why the surrogates in this module exist
+  (:func:`hinge_loss`, :func:`logistic_loss`, :func:`exponential_loss`), each an upper bound
+  on it.
+
+  Edge cases:
+    A score of 0 counts as a mistake (m = 0). A label that is neither −1 nor +1 gives NaN for
+    that example and fails ``checkify`` naming the label. NaN scores propagate.
+
+  References:
+    V. Vapnik, "The Nature of Statistical Learning Theory", 1995 (the 0-1 risk);
+    P. Bartlett, M. Jordan, J. McAuliffe, "Convexity, Classification, and Risk Bounds",
+    JASA 2006 (its convex surrogates).
+  """
+  scores = jax.lax.stop_gradient(jnp.asarray(scores))
+  dtype, m = _margins("zero_one_loss", scores, labels, "scores", "labels")
+  mistake = (m <= 0).astype(m.dtype)
+  return jnp.where(jnp.isnan(m), m, mistake).astype(dtype)
+
+
+@_numerics.loss_jit()
+def hinge_loss(predictor_outputs: ArrayLike, targets: ArrayLike) -> jax.Array:
+  """Hinge loss (soft-margin SVM), ``max(0, 1 − y·s)`` (optax's ``hinge_loss``).
+
+  Args:
+    predictor_outputs: floating scores ``s``, any shape ``S``.
+    targets: labels ``y`` in {−1, +1}, shape ``S`` or a scalar; integer or floating.
+
+  Returns:
+    The elementwise loss, shape ``S``, in the scores' dtype.
+
+  Sub-gradient: d/ds = −y for m = y·s < 1, 0 for m >= 1, and 0 at the kink m = 1 (contract
+  4; optax's ``jnp.maximum`` gives −y/2 there).
+
+  Edge cases:
+    A label outside {−1, +1} gives NaN for that example and fails
+    ``checkify`` naming it; optax returns a finite number for it (a 0/1 label of 0 gives a
+    loss of 1 whatever the score). Shapes must match (optax broadcasts (N,) against (N, 1)).
+    NaN scores propagate.
+
+  References:
+    C. Cortes, V. Vapnik, "Support-Vector Networks", Machine Learning 1995;
+    optax ``optax.losses.hinge_loss``.
+  """
+  dtype, m = _margins("hinge_loss", predictor_outputs, targets, "predictor_outputs", "targets")
+  return jax.nn.relu(1.0 - m).astype(dtype)  # relu'(0) = 0: the sub-gradient 0 at m = 1
+
+
+@_numerics.loss_jit()
+def squared_hinge_loss(predictor_outputs: ArrayLike, targets: ArrayLike) -> jax.Array:
+  """Squared hinge loss (L2-SVM), ``max(0, 1 − y·s)²``.
+
+  Args:
+    predictor_outputs: floating scores ``s``, any shape ``S``.
+    targets: labels ``y`` in {−1, +1}, shape ``S`` or a scalar; integer or floating.
+
+  Returns:
+    The elementwise loss, shape ``S``, in the scores' dtype.
+
+  Derivative: d/ds = −2y·max(0, 1 − m), continuous (0 at m = 1); the second derivative jumps
+  at m = 1.
+
+  Edge cases:
+    Overflows to inf where 1 − m exceeds ~1.8e19 (the true value is above float32's maximum).
+    A label outside {−1, +1} gives NaN for that example and fails ``checkify`` naming it.
+    NaN scores propagate.
+
+  References:
+    Y. Tang, "Deep Learning using Linear Support Vector Machines", 2013; scikit-learn
+    ``LinearSVC(loss="squared_hinge")``.
+  """
+  dtype, m = _margins("squared_hinge_loss", predictor_outputs, targets, "predictor_outputs",
+                      "targets")
+  h = jax.nn.relu(1.0 - m)
+  return (h * h).astype(dtype)
+
+
+@_numerics.loss_jit()
+def perceptron_loss(predictor_outputs: ArrayLike, targets: ArrayLike) -> jax.Array:
+  """Perceptron loss, ``max(0, −y·s)`` (optax's ``perceptron_loss``).
+
+  Args:
+    predictor_outputs: floating scores ``s``, any shape ``S``.
+    targets: labels ``y`` in {−1, +1}, shape ``S`` or a scalar; integer or floating.
+
+  Returns:
+    The elementwise loss, shape ``S``, in the scores' dtype.
+
+  Sub-gradient: d/ds = −y for m = y·s < 0, 0 for m >= 0, and 0 at the kink m = 0 (contract
+  4; optax's ``jnp.maximum`` gives −y/2 there).
+
+  Edge cases:
+    A label outside {−1, +1} gives NaN for that example and fails
+    ``checkify`` naming it; optax returns a finite number for it. NaN scores propagate.
+
+  References:
+    F. Rosenblatt, "The Perceptron", Psychological Review 1958;
+    optax ``optax.losses.perceptron_loss``.
+  """
+  dtype, m = _margins("perceptron_loss", predictor_outputs, targets, "predictor_outputs",
+                      "targets")
+  return jax.nn.relu(-m).astype(dtype)  # relu'(0) = 0: the sub-gradient 0 at m = 0
+
+
+@_numerics.loss_jit()
+def logistic_loss(scores: ArrayLike, labels: ArrayLike) -> jax.Array:
+  """Logistic loss, ``log(1 + exp(−y·s))`` (PyTorch's ``soft_margin_loss`` per element).
+
+  It is the negative log-likelihood of logistic regression with labels in {−1, +1}
+  (= ``sigmoid_binary_cross_entropy`` with 0/1 labels).
+
+  Args:
+    scores: floating scores ``s``, any shape ``S``.
+    labels: ``y`` in {−1, +1}, shape ``S`` or a scalar; integer or floating.
+
+  Returns:
+    The elementwise loss, shape ``S``, in the scores' dtype.
+
+  Derivative: d/ds = −y·σ(−m), with σ the logistic sigmoid; smooth.
+
+  Edge cases:
+    Computed as softplus(−m) = logaddexp(−m, 0), so it is finite with finite gradients for
+    every finite score (≈ −m for m = −1e4, ≈ e^{−m} for m = 1e4). A label outside
+    {−1, +1} gives NaN for that example and fails ``checkify`` naming it. NaN scores propagate.
+
+  References:
+    D. R. Cox, "The regression analysis of binary sequences", JRSS B 1958;
+    PyTorch ``torch.nn.functional.soft_margin_loss`` (``reduction="none"``).
+  """
+  dtype, m = _margins("logistic_loss", scores, labels, "scores", "labels")
+  return jax.nn.softplus(-m).astype(dtype)
+
+
+@_numerics.loss_jit()
+def exponential_loss(scores: ArrayLike, labels: ArrayLike) -> jax.Array:
+  """Exponential loss, ``exp(−y·s)``: the loss AdaBoost minimises stage-wise.
+
+  Args:
+    scores: floating scores ``s``, any shape ``S``.
+    labels: ``y`` in {−1, +1}, shape ``S`` or a scalar; integer or floating.
+
+  Returns:
+    The elementwise loss, shape ``S``, in the scores' dtype.
+
+  Derivative: d/ds = −y·exp(−m); smooth.
+
+  Edge cases:
+    Overflows to inf where m < −88.7 in float32 (e.g. exp(100) at m = −100): there the true
+    value is above float32's maximum, and its gradient is infinite too. A single badly
+    misclassified example therefore dominates a batch, the known weakness of AdaBoost with
+    label noise. A label outside {−1, +1} gives NaN for that example and fails ``checkify``
+    naming it. NaN scores propagate.
+
+  References:
+    Y. Freund, R. Schapire, "A decision-theoretic generalization of on-line learning and an
+    application to boosting", JCSS 1997; J. Friedman, T. Hastie, R. Tibshirani, "Additive
+    logistic regression", Ann. Statist. 2000.
+  """
+  dtype, m = _margins("exponential_loss", scores, labels, "scores", "labels")
+  return jnp.exp(-m).astype(dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# Multiclass.
+# --------------------------------------------------------------------------------------------
+
+def _class_inputs(fn: str, scores: ArrayLike, labels: ArrayLike, axis: int
+                  ) -> tuple[jnp.dtype, jax.Array, jax.Array, jax.Array, jax.Array]:
+  """Checks scores and integer labels; returns ``(out_dtype, s, y, one_hot, valid)``.
+
+  ``s`` has the class axis last and the compute dtype; ``y`` is the label with bad labels
+  replaced by 0 (their examples are poisoned by the caller through ``valid``).
+  """
+  s = _numerics.check_floating(fn, "scores", scores)
+  y = _numerics.check_integer(fn, "labels", labels)
+  axis = _numerics.canonical_axis(fn, axis, s.ndim)
+  s = jnp.moveaxis(s, axis, -1)
+  if y.shape != s.shape[:-1]:
+    raise ValueError(f"{fn}: `labels` must have the shape of `scores` without its class axis "
+                     f"{axis}, got scores.shape={jnp.shape(scores)} and labels.shape={y.shape}")
+  dtype = s.dtype
+  s = s.astype(_numerics.compute_dtype(s))
+  num_classes = s.shape[-1]
+  valid = _numerics.class_labels_valid(fn, "labels", y, num_classes)
+  y = jnp.where(valid, y, 0)
+  one_hot = jax.lax.broadcasted_iota(y.dtype, y.shape + (num_classes,), y.ndim) == y[..., None]
+  return dtype, s, y, one_hot, valid
+
+
+def _label_score(s: jax.Array, y: jax.Array) -> jax.Array:
+  return jnp.take_along_axis(s, y[..., None], axis=-1)[..., 0]
+
+
+def _crammer_singer(fn: str, scores: ArrayLike, labels: ArrayLike, axis: int,
+                    margin: float) -> jax.Array:
+  """``max(0, margin + max_{j≠y} s_j − s_y)``, the max's ties going to the lowest index.
+
+  The label wins ties with the best other class (the loss is 0 there and so is the
+  gradient), the binary hinge/perceptron rule at its kink; ties among the other classes send
+  the gradient to the lowest class index (an ``argmax``, where ``jnp.max`` splits it).
+  """
+  dtype, s, y, one_hot, valid = _class_inputs(fn, scores, labels, axis)
+  others = jnp.where(one_hot, -jnp.inf, s)
+  best_other = _label_score(others, jnp.argmax(others, axis=-1))
+  # (s_j − s_y) first: with |s| = 1e30, margin + s_j would round the margin away.
+  loss = jax.nn.relu(margin + (best_other - _label_score(s, y)))
+  return _numerics.poison_invalid(loss, valid).astype(dtype)
+
+
+@_numerics.loss_jit(static_argnames=("axis",))
+def multiclass_hinge_loss(scores: ArrayLike, labels: ArrayLike, *, axis: int = -1) -> jax.Array:
+  """Multiclass hinge loss of Crammer and Singer (optax's ``multiclass_hinge_loss``).
+
+  .. math::
+    \\ell = \\max_j (s_j + 1 - [j = y]) - s_y
+          = \\max\\big(0,\\, 1 + \\max_{j \\ne y} s_j - s_y\\big)
+
+  Args:
+    scores: floating scores with a class axis of size ``C``.
+    labels: integer class indices in [0, C), the scores' shape without the class axis.
+    axis: static; the class axis.
+
+  Returns:
+    The loss, the scores' shape without the class axis, in the scores' dtype.
+
+  Sub-gradient: e_k − e_y where k = argmax_{j≠y} s_j when the loss is positive, else 0. At the
+  kink (s_y = 1 + max_{j≠y} s_j) it is 0 (contract 4); ties among the other classes go to the
+  lowest index k. optax differentiates ``jnp.max``, which splits the gradient evenly among
+  tied entries there.
+
+  Edge cases:
+    With one class the loss is 0. A label outside [0, C) gives NaN for
+    that example and fails ``checkify`` naming it; optax's one-hot turns it into a finite
+    wrong loss (−1 gives ``max_j s_j + 1``). NaN scores propagate.
+
+  References:
+    K. Crammer, Y. Singer, "On the Algorithmic Implementation of Multiclass Kernel-based
+    Vector Machines", JMLR 2001; optax ``optax.losses.multiclass_hinge_loss``.
+  """
+  return _crammer_singer("multiclass_hinge_loss", scores, labels, axis, 1.0)
+
+
+@_numerics.loss_jit(static_argnames=("axis",))
+def multiclass_perceptron_loss(scores: ArrayLike, labels: ArrayLike, *,
+                               axis: int = -1) -> jax.Array:
+  """Multiclass perceptron loss, ``max_j s_j − s_y`` (optax's ``multiclass_perceptron_loss``).
+
+  Equal to ``max(0, max_{j≠y} s_j − s_y)``: 0 when the label has the top score.
+
+  Args:
+    scores: floating scores with a class axis of size ``C``.
+    labels: integer class indices in [0, C), the scores' shape without the class axis.
+    axis: static; the class axis.
+
+  Returns:
+    The loss, the scores' shape without the class axis, in the scores' dtype.
+
+  Sub-gradient: e_k − e_y with k = argmax_{j≠y} s_j when another class scores above the
+  label, else 0. When the label ties for the top score the loss is at its kink and the
+  gradient is 0 (contract 4, like :func:`perceptron_loss` at m = 0); ties among other classes
+  go to the lowest index. optax splits the gradient evenly among tied maxima there.
+
+  Edge cases:
+    A label outside [0, C) gives NaN for that example and fails
+    ``checkify`` naming it (optax returns ``max_j s_j`` for it). NaN scores propagate.
+
+  References:
+    M. Collins, "Discriminative Training Methods for Hidden Markov Models: Theory and
+    Experiments with Perceptron Algorithms", EMNLP 2002;
+    optax ``optax.losses.multiclass_perceptron_loss``.
+  """
+  return _crammer_singer("multiclass_perceptron_loss", scores, labels, axis, 0.0)
+
+
+@_numerics.loss_jit(static_argnames=("axis",))
+def multiclass_zero_one_loss(logits: ArrayLike, labels: ArrayLike, *, axis: int = -1
+                             ) -> jax.Array:
+  """Multiclass 0-1 loss: 1 if ``argmax_j logits_j != label`` else 0.
+
+  Args:
+    logits: floating scores with a class axis of size ``C``.
+    labels: integer class indices in [0, C), the logits' shape without the class axis.
+    axis: static; the class axis.
+
+  Returns:
+    The loss (0 or 1), the logits' shape without the class axis, in the logits' dtype; its
+    mean over a batch is the error rate (one minus the accuracy).
+
+  Gradient: exactly 0 everywhere (a ``stop_gradient``): it cannot be trained with gradients;
+  train a surrogate (cross-entropy, :func:`multiclass_hinge_loss`) and report this one.
+
+  Edge cases:
+    Tied top scores go to the lowest class index (``argmax``), so a tie is correct only when
+    the label is the first of the tied classes. A label outside [0, C) gives NaN for that
+    example and fails ``checkify`` naming it. A NaN logit makes its example NaN.
+
+  References:
+    The classification error; R. Duda, P. Hart, "Pattern Classification", 1973.
+  """
+  fn = "multiclass_zero_one_loss"
+  logits = jax.lax.stop_gradient(jnp.asarray(logits))
+  dtype, s, y, _, valid = _class_inputs(fn, logits, labels, axis)
+  wrong = (jnp.argmax(s, axis=-1) != y).astype(s.dtype)
+  wrong = jnp.where(jnp.any(jnp.isnan(s), axis=-1), jnp.nan, wrong)
+  return _numerics.poison_invalid(wrong, valid).astype(dtype)
+
+
+@_numerics.loss_jit(static_argnames=("p", "axis"))
+def multi_margin_loss(scores: ArrayLike, labels: ArrayLike, *, p: int = 1,
+                      margin: ArrayLike = 1.0, class_weights: ArrayLike | None = None,
+                      axis: int = -1) -> jax.Array:
+  """Multiclass margin loss of Weston and Watkins (PyTorch's ``multi_margin_loss``).
+
+  .. math::
+    \\ell = \\frac{w_y}{C} \\sum_{j \\ne y} \\max(0, \\text{margin} - s_y + s_j)^p
+
+  Every class that comes within ``margin`` of the label is penalised (Crammer–Singer's
+  :func:`multiclass_hinge_loss` penalises only the best one).
+
+  Args:
+    scores: floating scores with a class axis of size ``C``.
+    labels: integer class indices in [0, C), the scores' shape without the class axis.
+    p: static, 1 or 2 (as PyTorch).
+    margin: traced float (PyTorch's ``margin``).
+    class_weights: optional per-class weights of shape ``(C,)`` (PyTorch's ``weight``); the
+      label's weight multiplies the example.
+    axis: static; the class axis.
+
+  Returns:
+    The loss, the scores' shape without the class axis, in the scores' dtype (PyTorch's
+    ``reduction="none"``).
+
+  Sub-gradient: each term contributes (w_y/C)·p·h^{p−1}·(e_j − e_y), with
+  h = margin − s_y + s_j, where h > 0, and 0 at h = 0 (contract 4: the kink of max(0, ·)).
+
+  Edge cases:
+    A label outside [0, C) gives NaN for that example and fails
+    ``checkify`` naming it (PyTorch raises). NaN scores propagate.
+
+  References:
+    J. Weston, C. Watkins, "Support Vector Machines for Multi-Class Pattern Recognition",
+    ESANN 1999; PyTorch ``torch.nn.functional.multi_margin_loss``.
+  """
+  fn = "multi_margin_loss"
+  if p not in (1, 2):
+    raise ValueError(f"{fn}(p=...) must be 1 or 2, got {p!r}")
+  dtype, s, y, one_hot, valid = _class_inputs(fn, scores, labels, axis)
+  num_classes = s.shape[-1]
+  # relu'(0) = 0: the sub-gradient 0 at the kink h = 0.
+  h = jax.nn.relu(jnp.asarray(margin, s.dtype) + (s - _label_score(s, y)[..., None]))
+  if p == 2:
+    h = h * h
+  loss = jnp.sum(jnp.where(one_hot, jnp.zeros((), s.dtype), h), axis=-1) / num_classes
+  if class_weights is not None:
+    w = _numerics.check_numeric(fn, "class_weights", class_weights)
+    if w.shape != (num_classes,):
+      raise ValueError(f"{fn}: `class_weights` must have shape (C,) = ({num_classes},), got "
+                       f"class_weights.shape={w.shape} and scores.shape={jnp.shape(scores)}")
+    loss = loss * w.astype(s.dtype)[y]
+  return _numerics.poison_invalid(loss, valid).astype(dtype)

@@ -1,0 +1,324 @@
+"""Margin losses: values against numpy float64, optax, PyTorch's formulas and vectors; bad input."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from jax.experimental import checkify
+
+import jaxloss
+from _reference import assert_close, torch_cases
+
+N, C = 12, 5
+BINARY = ["zero_one_loss", "hinge_loss", "squared_hinge_loss", "perceptron_loss",
+          "logistic_loss", "exponential_loss"]
+MULTICLASS = ["multiclass_zero_one_loss", "multiclass_hinge_loss", "multiclass_perceptron_loss",
+              "multi_margin_loss"]
+
+
+def f32(x):
+  return jnp.asarray(x, jnp.float32)
+
+
+def _binary(rng, scale=2.0):
+  s = (rng.normal(size=(N, 3)) * scale).astype(np.float32)
+  y = rng.choice([-1, 1], size=(N, 3)).astype(np.int32)
+  return s, y
+
+
+def _multiclass(rng):
+  return (rng.normal(size=(N, C)) * 2).astype(np.float32), rng.integers(0, C, size=N)
+
+
+def np_binary(name, s, y):
+  m = np.float64(s) * y
+  return {
+      "zero_one_loss": (m <= 0).astype(np.float64),
+      "hinge_loss": np.maximum(0, 1 - m),
+      "squared_hinge_loss": np.maximum(0, 1 - m) ** 2,
+      "perceptron_loss": np.maximum(0, -m),
+      "logistic_loss": np.logaddexp(0, -m),
+      "exponential_loss": np.exp(-m),
+  }[name]
+
+
+@pytest.mark.parametrize("name", BINARY)
+@pytest.mark.parametrize("label_dtype", [np.int32, np.float32])
+def test_binary_values_against_numpy(rng, name, label_dtype):
+  s, y = _binary(rng)
+  out = getattr(jaxloss, name)(f32(s), jnp.asarray(y.astype(label_dtype)))
+  assert out.shape == s.shape and out.dtype == jnp.float32
+  assert_close(out, np_binary(name, s, y))
+
+
+def test_scalar_label_allowed(rng):
+  s, _ = _binary(rng)
+  np.testing.assert_array_equal(jaxloss.hinge_loss(f32(s), -1),
+                                jaxloss.hinge_loss(f32(s), -jnp.ones(s.shape, jnp.int32)))
+
+
+def test_zero_one_counts_a_zero_score_as_a_mistake():
+  out = jaxloss.zero_one_loss(f32([0.0, -0.0, 1e-30, -1e-30, 5.0]), jnp.asarray([1, -1, 1, 1, -1]))
+  np.testing.assert_array_equal(out, [1, 1, 0, 1, 1])
+
+
+def test_logistic_is_pytorch_soft_margin_loss_formula(rng):
+  # PyTorch: soft_margin_loss(x, y) = log(1 + exp(−y·x)) per element (reduction="none").
+  s, y = _binary(rng, scale=10.0)
+  assert_close(jaxloss.logistic_loss(f32(s), f32(y)), np.log1p(np.exp(-np.float64(s) * y)))
+
+
+@pytest.mark.parametrize("case", torch_cases("soft_margin_loss"), ids=lambda c: c["name"])
+def test_logistic_against_pytorch_vectors(case):
+  s, y = (f32(np.asarray(a)) for a in case["inputs"])
+  value, grad = jax.value_and_grad(lambda x: jnp.sum(jaxloss.logistic_loss(x, y)))(s)
+  assert_close(jaxloss.logistic_loss(s, y), np.asarray(case["loss"]))
+  assert_close(grad, np.asarray(case["grad"]), rtol=1e-4)
+  assert np.isfinite(value)
+
+
+def test_logistic_stable_at_large_margins():
+  # log(1 + exp(−m)) written naively overflows at m = −89 and loses everything at m = 1e4.
+  s = f32([-1e4, -100.0, -30.0, 30.0, 100.0, 1e4])
+  y = jnp.ones((6,), jnp.int32)
+  value, grad = jax.vmap(jax.value_and_grad(jaxloss.logistic_loss))(s, y)
+  ms = np.float64(s)
+  assert_close(value, np.logaddexp(0, -ms))
+  assert_close(grad, -np.exp(-np.logaddexp(0, ms)))  # −σ(−m), without overflow
+  assert np.all(np.isfinite(value)) and np.all(np.isfinite(grad))
+
+
+def test_exponential_overflows_to_inf_where_the_maths_does():
+  # exp(100) > float32 max: documented inf, not NaN; the finite side stays finite.
+  value = jaxloss.exponential_loss(f32([-100.0, 80.0, 100.0]), jnp.asarray([1, -1, 1]))
+  assert np.isposinf(value[0]) and np.isfinite(value[1]) and value[2] == np.float32(np.exp(-100))
+
+
+# ------------------------------------------------------------------------------ optax
+
+OPTAX_BINARY = ["hinge_loss", "perceptron_loss"]
+
+
+@pytest.mark.parametrize("name", OPTAX_BINARY)
+def test_binary_optax_agreement_away_from_kinks(rng, name):
+  s, y = _binary(rng)
+  y = f32(y)
+  ours = getattr(jaxloss, name)
+  theirs = getattr(optax.losses, name)
+  np.testing.assert_allclose(ours(f32(s), y), theirs(f32(s), y), rtol=1e-6, atol=1e-6)
+  g_ours = jax.grad(lambda x: jnp.sum(ours(x, y)))(f32(s))
+  g_theirs = jax.grad(lambda x: jnp.sum(theirs(x, y)))(f32(s))
+  np.testing.assert_allclose(g_ours, g_theirs, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["multiclass_hinge_loss", "multiclass_perceptron_loss"])
+def test_multiclass_optax_agreement_away_from_kinks(rng, name):
+  s, y = _multiclass(rng)
+  ours = getattr(jaxloss, name)
+  theirs = getattr(optax.losses, name)
+  np.testing.assert_allclose(ours(f32(s), y), theirs(f32(s), y), rtol=1e-6, atol=1e-6)
+  g_ours = jax.grad(lambda x: jnp.sum(ours(x, y)))(f32(s))
+  g_theirs = jax.grad(lambda x: jnp.sum(theirs(x, y)))(f32(s))
+  np.testing.assert_allclose(g_ours, g_theirs, rtol=1e-6, atol=1e-6)
+
+
+def test_documented_differences_from_optax_at_kinks_and_bad_labels():
+  # DESIGN contract 9: optax's jnp.maximum splits the gradient 0.5/0.5 at the kink; contract 4
+  # asks for the sub-gradient 0 there. Both agree in value.
+  y = f32([1.0, -1.0])
+  for name, kink in (("hinge_loss", f32([1.0, -1.0])), ("perceptron_loss", f32([0.0, 0.0]))):
+    ours = jax.grad(lambda x: jnp.sum(getattr(jaxloss, name)(x, y)))(kink)
+    theirs = jax.grad(lambda x: jnp.sum(getattr(optax.losses, name)(x, y)))(kink)
+    np.testing.assert_array_equal(ours, [0.0, 0.0])
+    np.testing.assert_array_equal(np.abs(theirs), [0.5, 0.5])
+  # A 0/1 label (a common mix-up) is accepted by optax as a finite loss; here it is NaN.
+  s = f32([2.0, -3.0])
+  assert np.all(np.isfinite(optax.losses.hinge_loss(s, f32([0.0, 1.0]))))
+  assert np.isnan(jaxloss.hinge_loss(s, f32([0.0, 1.0]))[0])
+  # Multiclass: the label tied with the best other class is the kink; optax splits jnp.max.
+  scores = f32([[1.0, 1.0, 0.0]])
+  g = jax.grad(lambda x: jnp.sum(jaxloss.multiclass_perceptron_loss(x, jnp.asarray([1]))))(scores)
+  np.testing.assert_array_equal(g, [[0.0, 0.0, 0.0]])
+  g_optax = jax.grad(lambda x: jnp.sum(optax.losses.multiclass_perceptron_loss(
+      x, jnp.asarray([1]))))(scores)
+  np.testing.assert_array_equal(g_optax, [[0.5, -0.5, 0.0]])
+
+
+def test_multiclass_out_of_range_label_optax_is_finite_ours_nan(rng):
+  s, _ = _multiclass(rng)
+  labels = jnp.full((N,), C)  # one past the last class: optax's one-hot is all zeros
+  assert np.all(np.isfinite(optax.losses.multiclass_hinge_loss(f32(s), labels)))
+  assert np.all(np.isnan(jaxloss.multiclass_hinge_loss(f32(s), labels)))
+
+
+# ------------------------------------------------------------------------------ multiclass
+
+def np_crammer_singer(s, y, margin):
+  s = np.float64(s)
+  sy = s[np.arange(len(y)), y]
+  others = np.where(np.arange(s.shape[1]) == y[:, None], -np.inf, s)
+  return np.maximum(0, margin + others.max(1) - sy)
+
+
+def np_multi_margin(s, y, p=1, margin=1.0, weight=None):
+  # PyTorch's multi_margin_loss kernel: Σ_{j≠y} w_y·max(0, margin − s_y + s_j)^p / C.
+  s = np.float64(s)
+  n, c = s.shape
+  sy = s[np.arange(n), y][:, None]
+  h = np.maximum(0, margin - sy + s) ** p
+  h[np.arange(n), y] = 0
+  w = np.ones(c) if weight is None else np.asarray(weight, np.float64)
+  return w[y] * h.sum(1) / c
+
+
+def test_multiclass_values_against_numpy(rng):
+  s, y = _multiclass(rng)
+  assert_close(jaxloss.multiclass_hinge_loss(f32(s), y), np_crammer_singer(s, y, 1.0))
+  assert_close(jaxloss.multiclass_perceptron_loss(f32(s), y), np_crammer_singer(s, y, 0.0))
+  assert_close(jaxloss.multiclass_zero_one_loss(f32(s), y),
+               (np.argmax(s, axis=1) != y).astype(np.float64))
+
+
+def test_multiclass_zero_one_ties_go_to_the_lowest_class():
+  logits = f32([[2.0, 2.0, 0.0], [2.0, 2.0, 0.0], [1.0, 1.0, 1.0]])
+  out = jaxloss.multiclass_zero_one_loss(logits, jnp.asarray([0, 1, 2]))
+  np.testing.assert_array_equal(out, [0.0, 1.0, 1.0])
+
+
+@pytest.mark.parametrize("p", [1, 2])
+@pytest.mark.parametrize("margin", [1.0, 0.3, 2.5])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_multi_margin_against_pytorch_formula(rng, p, margin, weighted):
+  s, y = _multiclass(rng)
+  w = rng.uniform(0.2, 2.0, size=C).astype(np.float32) if weighted else None
+  out = jaxloss.multi_margin_loss(f32(s), y, p=p, margin=margin,
+                                  class_weights=None if w is None else f32(w))
+  assert_close(out, np_multi_margin(s, y, p, margin, w))
+
+
+@pytest.mark.parametrize("case", torch_cases("multi_margin_loss"), ids=lambda c: c["name"])
+def test_multi_margin_against_pytorch_vectors(case):
+  s = f32(np.asarray(case["inputs"][0]))
+  y = jnp.asarray(case["inputs"][1], jnp.int32)
+  kwargs = dict(case["kwargs"])
+  if "weight" in kwargs:
+    kwargs["class_weights"] = f32(kwargs.pop("weight"))
+  grad = jax.grad(lambda x: jnp.sum(jaxloss.multi_margin_loss(x, y, **kwargs)))(s)
+  assert_close(jaxloss.multi_margin_loss(s, y, **kwargs), np.asarray(case["loss"]))
+  assert_close(grad, np.asarray(case["grad"]), rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", MULTICLASS)
+def test_class_axis(rng, name):
+  s, y = _multiclass(rng)
+  fn = getattr(jaxloss, name)
+  np.testing.assert_allclose(fn(f32(s.T), y, axis=0), fn(f32(s), y), rtol=1e-6)
+
+
+def test_one_class_crammer_singer_is_zero():
+  s = f32([[3.0], [-2.0]])
+  np.testing.assert_array_equal(jaxloss.multiclass_hinge_loss(s, jnp.asarray([0, 0])), [0, 0])
+
+
+# ------------------------------------------------------------------------------ bad input
+
+@pytest.mark.parametrize("name", BINARY)
+def test_bad_pm1_label_is_nan_for_its_example_and_checkified(rng, name):
+  s, y = _binary(rng)
+  y = y.copy()
+  y[2, 1] = 0  # a 0/1 label mixed in
+  fn = getattr(jaxloss, name)
+  out = np.asarray(fn(f32(s), jnp.asarray(y)))
+  assert np.isnan(out[2, 1])
+  assert np.isfinite(np.delete(out.reshape(-1), 2 * 3 + 1)).all()
+  err, _ = checkify.checkify(fn, errors=checkify.user_checks)(f32(s), jnp.asarray(y))
+  with pytest.raises(checkify.JaxRuntimeError, match=rf"{name}.*-1 or \+1, got 0"):
+    err.throw()
+  err, _ = checkify.checkify(fn, errors=checkify.user_checks)(f32(s), jnp.asarray(np.sign(s)))
+  assert err.get() is None
+
+
+@pytest.mark.parametrize("name", MULTICLASS)
+@pytest.mark.parametrize("bad", [-1, C, 100])
+def test_bad_class_label_is_nan_for_its_example_and_checkified(rng, name, bad):
+  # optax wraps −1 to the last class through its one-hot; here it is an error (contract 6).
+  s, y = _multiclass(rng)
+  y = y.copy()
+  y[3] = bad
+  fn = getattr(jaxloss, name)
+  out = np.asarray(fn(f32(s), jnp.asarray(y)))
+  assert np.isnan(out[3]) and np.isfinite(np.delete(out, 3)).all()
+  err, _ = checkify.checkify(fn, errors=checkify.user_checks)(f32(s), jnp.asarray(y))
+  with pytest.raises(checkify.JaxRuntimeError, match=rf"in \[0, {C}\), got {bad}"):
+    err.throw()
+
+
+@pytest.mark.parametrize("name", BINARY)
+def test_binary_shape_mismatch_and_integer_scores(name):
+  fn = getattr(jaxloss, name)
+  with pytest.raises(ValueError, match=r"\(4,\).*\(4, 1\)"):
+    fn(jnp.zeros((4,), jnp.float32), jnp.ones((4, 1), jnp.int32))
+  with pytest.raises(TypeError, match="floating"):
+    fn(jnp.arange(4), jnp.ones((4,), jnp.int32))
+
+
+@pytest.mark.parametrize("name", MULTICLASS)
+def test_multiclass_label_type_and_shape(name):
+  fn = getattr(jaxloss, name)
+  s = jnp.zeros((4, C), jnp.float32)
+  with pytest.raises(TypeError, match="integer"):
+    fn(s, jnp.zeros((4,), jnp.float32))
+  with pytest.raises(ValueError, match=r"\(4, 5\).*\(4, 1\)"):
+    fn(s, jnp.zeros((4, 1), jnp.int32))
+
+
+def test_multi_margin_rejects_unsupported_p_and_bad_weights():
+  s, y = jnp.zeros((2, C), jnp.float32), jnp.zeros((2,), jnp.int32)
+  with pytest.raises(ValueError, match=r"multi_margin_loss\(p=\.\.\.\)"):
+    jaxloss.multi_margin_loss(s, y, p=3)
+  with pytest.raises(ValueError, match=r"class_weights.shape=\(4,\)"):
+    jaxloss.multi_margin_loss(s, y, class_weights=jnp.ones((4,), jnp.float32))
+
+
+def test_multi_margin_traced_margin_does_not_retrace(rng):
+  s, y = _multiclass(rng)
+  jaxloss.multi_margin_loss(f32(s), y, margin=0.5)
+  size = jaxloss.multi_margin_loss.jitted._cache_size()
+  jaxloss.multi_margin_loss(f32(s), y, margin=0.7)
+  assert jaxloss.multi_margin_loss.jitted._cache_size() == size
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_low_precision_returns_input_dtype(rng, dtype):
+  s, y = _binary(rng)
+  for name in BINARY:
+    out = getattr(jaxloss, name)(jnp.asarray(s, dtype), y)
+    ref = getattr(jaxloss, name)(jnp.asarray(s, dtype).astype(jnp.float32), y)
+    assert out.dtype == dtype
+    eps = float(jnp.finfo(dtype).eps)
+    np.testing.assert_allclose(np.float32(out), ref, rtol=eps, atol=eps * float(jnp.max(ref)))
+  sm, ym = _multiclass(rng)
+  for name in MULTICLASS:
+    assert getattr(jaxloss, name)(jnp.asarray(sm, dtype), ym).dtype == dtype
+
+
+# ------------------------------------------------------------------------------ properties
+
+SCORES = hnp.arrays(np.float32, (16,), elements=st.floats(-30.0, 30.0, width=32))
+SIGNS = hnp.arrays(np.int32, (16,), elements=st.sampled_from([-1, 1]))
+
+
+@settings(deadline=None, max_examples=25, derandomize=True)
+@given(s=SCORES, y=SIGNS)
+def test_property_surrogates_bound_the_zero_one_loss(s, y):
+  # The survey's point: each convex surrogate is an upper bound on the 0-1 loss (the logistic
+  # loss in bits, log2(1 + e^{−m}) >= 1 at m <= 0).
+  zero_one = np.asarray(jaxloss.zero_one_loss(f32(s), y))
+  for name, scale in (("hinge_loss", 1.0), ("squared_hinge_loss", 1.0),
+                      ("exponential_loss", 1.0), ("logistic_loss", 1 / np.log(2.0))):
+    bound = np.asarray(getattr(jaxloss, name)(f32(s), y)) * scale
+    assert np.all(bound >= zero_one * (1 - 1e-6)), name
