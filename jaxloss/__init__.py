@@ -6,6 +6,19 @@ Every loss is a pure, jitted function returning unreduced per-example values;
 
 __version__ = "0.1.0"
 
+from jaxloss.classification import (
+    binary_cross_entropy,
+    kl_divergence,
+    kl_divergence_with_log_targets,
+    nll_loss,
+    poly_loss_cross_entropy,
+    sigmoid_binary_cross_entropy,
+    sigmoid_focal_loss,
+    smooth_labels,
+    softmax_cross_entropy,
+    softmax_cross_entropy_with_integer_labels,
+    softmax_focal_loss,
+)
 from jaxloss.embedding import (
     center_loss,
     contrastive_loss,
@@ -50,6 +63,18 @@ from jaxloss.regularizers import (
 __all__ = [
     "__version__",
     "reduce",
+    # classification
+    "binary_cross_entropy",
+    "kl_divergence",
+    "kl_divergence_with_log_targets",
+    "nll_loss",
+    "poly_loss_cross_entropy",
+    "sigmoid_binary_cross_entropy",
+    "sigmoid_focal_loss",
+    "smooth_labels",
+    "softmax_cross_entropy",
+    "softmax_cross_entropy_with_integer_labels",
+    "softmax_focal_loss",
     # regression
     "gaussian_nll_loss",
     "huber_loss",

@@ -308,3 +308,102 @@ def test_structural_risk_gradient_closed_form(rng):
   np.testing.assert_allclose(gl, where / where.sum(), rtol=1e-6)
   assert_close(gw, 0.2 * np.sign(w) + 0.5 * np.float64(w))
   assert gw[-1] == 0.0
+
+
+# ------------------------------------------------------------------------------ classification
+
+def _np_softmax(x):
+  e = np.exp(x - x.max(-1, keepdims=True))
+  return e / e.sum(-1, keepdims=True)
+
+
+def _np_sigmoid(x):
+  return 1 / (1 + np.exp(-x))
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_integer_cross_entropy_gradient_is_softmax_minus_target(rng, smoothing, weighted):
+  # d/dx_j = s·p_j − t_j with t_j = (1 − ε) w_y [j = y] + (ε/C) w_j and s = Σ_j t_j.
+  n, c = 8, 5
+  x = rng.normal(size=(n, c)).astype(np.float32) * 2
+  y = rng.integers(0, c, size=n)
+  w = rng.uniform(0.5, 2.0, size=c).astype(np.float32) if weighted else np.ones(c, np.float32)
+  t = (1 - smoothing) * w[y][:, None] * np.eye(c)[y] + smoothing / c * np.float64(w)[None, :]
+  expected = t.sum(-1, keepdims=True) * _np_softmax(np.float64(x)) - t
+  g = grad_of_sum(jaxloss.softmax_cross_entropy_with_integer_labels, x,
+                  jnp.asarray(y, jnp.int32), label_smoothing=smoothing,
+                  class_weights=jnp.asarray(w) if weighted else None)
+  assert_close(g, expected)
+  labels = rng.dirichlet(np.ones(c), size=n).astype(np.float32)
+  t = np.float64(w) * ((1 - smoothing) * np.float64(labels) + smoothing / c)
+  expected = t.sum(-1, keepdims=True) * _np_softmax(np.float64(x)) - t
+  g = grad_of_sum(jaxloss.softmax_cross_entropy, x, jnp.asarray(labels),
+                  label_smoothing=smoothing, class_weights=jnp.asarray(w) if weighted else None)
+  assert_close(g, expected)
+
+
+def test_sigmoid_cross_entropy_gradient_and_pos_weight(rng):
+  x = _points(rng, [0.0, 30.0, -30.0])
+  y = rng.uniform(size=x.shape).astype(np.float32)
+  y[-3:] = [1.0, 1.0, 0.0]
+  s = _np_sigmoid(np.float64(x))
+  g = grad_of_sum(jaxloss.sigmoid_binary_cross_entropy, x, jnp.asarray(y))
+  assert_close(g, s - y)
+  w = np.float32(3.0)
+  g = grad_of_sum(jaxloss.sigmoid_binary_cross_entropy, x, jnp.asarray(y), pos_weight=w)
+  assert_close(g, (1 - y) * s - w * y * (1 - s))  # d/dx of w·y·softplus(−x) + (1 − y)·softplus(x)
+  assert g[-3] == -1.5  # w·y·(σ(0) − 1) at x = 0, y = 1
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 3.0])
+def test_sigmoid_focal_gradient_from_the_maths(rng, gamma):
+  # L = −α_t (1 − p_t)^γ log p_t. For y = 1: dL/dx = α(1 − p)^γ [γ p log p − (1 − p)];
+  # for y = 0: dL/dx = (1 − α) p^γ [p − γ (1 − p) log(1 − p)], with p = σ(x).
+  x = _points(rng, [0.0, 12.0, -12.0])
+  y = rng.integers(0, 2, size=x.shape).astype(np.float32)
+  p = _np_sigmoid(np.float64(x))
+  alpha = 0.25
+  pos = alpha * (1 - p) ** gamma * (gamma * p * np.log(p) - (1 - p))
+  neg = (1 - alpha) * p ** gamma * (p - gamma * (1 - p) * np.log1p(-p))
+  g = grad_of_sum(jaxloss.sigmoid_focal_loss, x, jnp.asarray(y), alpha=alpha, gamma=gamma)
+  assert_close(g, np.where(y == 1, pos, neg), rtol=1e-4)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_softmax_focal_gradient_from_the_maths(rng, gamma):
+  # L = −u^γ log p_y, u = 1 − p_y: dL/dx_j = ([j = y] − p_j)(γ u^(γ−1) p_y log p_y − u^γ).
+  n, c = 8, 4
+  x = rng.normal(size=(n, c)).astype(np.float32)
+  y = rng.integers(0, c, size=n)
+  p = _np_softmax(np.float64(x))
+  p_y = p[np.arange(n), y][:, None]
+  u = 1 - p_y
+  expected = (np.eye(c)[y] - p) * (gamma * u ** (gamma - 1) * p_y * np.log(p_y) - u ** gamma)
+  g = grad_of_sum(jaxloss.softmax_focal_loss, x, jnp.asarray(y, jnp.int32), gamma=gamma)
+  assert_close(g, expected, rtol=1e-4)
+
+
+def test_nll_and_binary_cross_entropy_gradients(rng):
+  lp = rng.normal(size=(6, 4)).astype(np.float32)
+  y = rng.integers(0, 4, size=6)
+  w = rng.uniform(0.5, 2.0, size=4).astype(np.float32)
+  g = grad_of_sum(jaxloss.nll_loss, lp, jnp.asarray(y, jnp.int32), class_weights=jnp.asarray(w))
+  assert_close(g, -np.eye(4)[y] * w[y][:, None])
+  p = rng.uniform(0.05, 0.95, size=32).astype(np.float32)
+  t = rng.uniform(size=32).astype(np.float32)
+  g = grad_of_sum(jaxloss.binary_cross_entropy, p, jnp.asarray(t))
+  assert_close(g, (np.float64(p) - t) / (np.float64(p) * (1 - np.float64(p))), rtol=1e-4)
+
+
+def test_kl_divergence_gradients(rng):
+  lq = np.log(rng.dirichlet(np.ones(5), size=6)).astype(np.float32)
+  t = rng.dirichlet(np.ones(5), size=6).astype(np.float32)
+  t[0, :2] = 0.0  # zero targets: d/d(log q) = −t = 0 there, finite
+  assert_close(grad_of_sum(jaxloss.kl_divergence, lq, jnp.asarray(t)), -t)
+  g_t = jax.grad(lambda v: jnp.sum(jaxloss.kl_divergence(jnp.asarray(lq[1:]), v)))(
+      jnp.asarray(t[1:]))
+  assert_close(g_t, np.log(np.float64(t[1:])) + 1 - lq[1:], rtol=1e-4)
+  lt = np.log(t[1:])
+  assert_close(grad_of_sum(jaxloss.kl_divergence_with_log_targets, lq[1:], jnp.asarray(lt)),
+               -t[1:])

@@ -89,6 +89,33 @@ CASES = [
     # example, and the batched call would need a (B, N, D) hidden that the (N, D) contract
     # refuses. tests/test_large_vocab.py checks vmap (weight unmapped and mapped), outer jit,
     # no re-tracing and reverse-over-reverse derivatives instead.
+    # classification
+    Case("softmax_cross_entropy",
+         (normal(B, 5), lambda r: jax.nn.softmax(f32(r.normal(size=(B, 5))))),
+         {"label_smoothing": 0.1}, smooth=True),
+    Case("softmax_cross_entropy_with_integer_labels",
+         (normal(B, 5), lambda r: jnp.asarray(r.integers(0, 5, size=(B,)), jnp.int32)),
+         {"label_smoothing": 0.1}, smooth=True),
+    Case("sigmoid_binary_cross_entropy", (normal(B, 5), lambda r: f32(r.integers(0, 2, (B, 5)))),
+         smooth=True),
+    Case("binary_cross_entropy", (lambda r: f32(r.uniform(0.05, 0.95, (B, 5))),
+                                  lambda r: f32(r.integers(0, 2, (B, 5)))), smooth=True),
+    Case("sigmoid_focal_loss", (normal(B, 5), lambda r: f32(r.integers(0, 2, (B, 5)))),
+         {"alpha": 0.25, "gamma": 2.0}, smooth=True),
+    Case("softmax_focal_loss",
+         (normal(B, 5), lambda r: jnp.asarray(r.integers(0, 5, size=(B,)), jnp.int32)),
+         {"gamma": 2.0}, smooth=True),
+    Case("nll_loss", (normal(B, 5), lambda r: jnp.asarray(r.integers(0, 5, size=(B,)), jnp.int32)),
+         smooth=True),
+    Case("kl_divergence", (normal(B, 5), lambda r: jax.nn.softmax(f32(r.normal(size=(B, 5))))),
+         smooth=True),
+    Case("kl_divergence_with_log_targets",
+         (normal(B, 5), lambda r: jax.nn.log_softmax(f32(r.normal(size=(B, 5))))), smooth=True),
+    Case("smooth_labels", (lambda r: jax.nn.softmax(f32(r.normal(size=(B, 5)))),), {"alpha": 0.1},
+         smooth=True),
+    Case("poly_loss_cross_entropy",
+         (normal(B, 5), lambda r: jax.nn.softmax(f32(r.normal(size=(B, 5))))), {"epsilon": 2.0},
+         smooth=True),
 ]
 
 
