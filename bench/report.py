@@ -7,6 +7,7 @@ import importlib.metadata
 import pathlib
 import platform
 import re
+import subprocess
 
 import jax
 
@@ -34,6 +35,19 @@ def stem(mode: str, partial: bool) -> str:
   """``<backend>-<device>`` (+ ``-quick`` / ``-partial``), safe as a file name."""
   slug = re.sub(r"[^a-z0-9]+", "-", f"{jax.default_backend()}-{device_name()}".lower()).strip("-")
   return slug + ("-quick" if mode == "quick" else "") + ("-partial" if partial else "")
+
+
+def git_revision() -> str:
+  """The checkout's commit (``+ changes`` when the work tree differs), or "unknown"."""
+  root = pathlib.Path(__file__).parent.parent
+  try:
+    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "jaxloss", "bench"], cwd=root,
+                           capture_output=True, text=True, check=True).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return "unknown"
+  return sha + (" + uncommitted changes" if dirty else "")
 
 
 def _version(package: str) -> str:
@@ -114,7 +128,7 @@ def markdown(run: Run, extra_sections: list[str]) -> str:
       f"{platform.machine()}; device `{device}` ({device.device_kind})",
       f"- Versions: python {platform.python_version()}, jax {_version('jax')}, "
       f"jaxlib {_version('jaxlib')}, optax {_version('optax')}, jaxloss "
-      f"{_version('jaxloss')}; {torch}",
+      f"{_version('jaxloss')} (git {git_revision()}); {torch}",
       f"- Copy bandwidth (jitted in-place `x + 1` on {COPY_ELEMENTS[run.mode] >> 18} MiB of "
       "float32, read + write, median over the run): "
       f"{run.bandwidth / 1e9:.1f} GB/s",
@@ -128,8 +142,10 @@ def markdown(run: Run, extra_sections: list[str]) -> str:
       "`÷torch` are medians of the per-repetition ratios jaxloss/reference (< 1: jaxloss "
       "faster); `÷floor` is the time over the bandwidth floor, the bytes that must move "
       "(inputs read once, plus the gradient written once for `f+b`) at the copy bandwidth "
-      "measured in the same repetition. Compile is the first call (trace, compile, run) of "
-      "`f+b`; temp is `compile().memory_analysis().temp_size_in_bytes` of `f+b`. At least "
+      "measured in the same repetition (below 1 where a loss need not read all of an input: "
+      "`nll_loss` reads one entry a row; far above where it is compute-bound). Compile is "
+      "the first call (trace, compile, run) of `f+b`; temp is "
+      "`compile().memory_analysis().temp_size_in_bytes` of `f+b`. At least "
       f"{_min_repeats(run)} repetitions per loss after a warm-up.",
       "",
   ]
@@ -195,9 +211,10 @@ def chart(run: Run, path: pathlib.Path) -> None:
   ax1.set_yticks(list(y), names, fontsize=8)
   ax1.set_xlabel("forward+backward time ratio (< 1: jaxloss faster; black tick: target)")
   ax1.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, fontsize=8, frameon=False)
-  ax2.barh(list(y), [r.floor["fb"] for r in rows], 0.6, color="tab:green")
+  ax2.barh(list(y), [r.floor["fb"] for r in rows], 0.6,
+           color=["tab:green" if r.floor_target is not None else "tab:gray" for r in rows])
   ax2.axvline(specs_lib.FLOOR_TARGET, color="black", ls="--", lw=1,
-              label=f"{specs_lib.FLOOR_TARGET:g}× floor (target, elementwise losses)")
+              label=f"{specs_lib.FLOOR_TARGET:g}× floor: target of the green (elementwise) losses")
   ax2.set_xscale("log")
   ax2.set_xlabel("forward+backward time ÷ bandwidth floor (log)")
   ax2.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=8, frameon=False)

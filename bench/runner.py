@@ -33,7 +33,7 @@ ROTATION_BYTES, MIN_INPUT_SETS, MAX_INPUT_SETS = 256 << 20, 2, 64
 MIN_SAMPLE_S = 2e-3
 # Warm-up calls of each callable (after the compiling first call), then the repetitions: at
 # least MIN_REPEATS, more while the loss fits its time budget.
-WARMUP_CALLS, MIN_REPEATS, MAX_REPEATS = 2, 7, 15
+WARMUP_CALLS, MIN_REPEATS, MAX_REPEATS = 1, 7, 15
 BUDGET_S = {"quick": 0.5, "full": 6.0}
 # The copy kernel's array: float32 elements (``x + 1`` reads and writes it once).
 COPY_ELEMENTS = {"quick": 1 << 24, "full": 1 << 26}
