@@ -183,6 +183,11 @@ def _softmax_xent_jvp(axis, primals, tangents):
   return loss, tangent
 
 
+# Symbolic zeros: an unperturbed target has no tangent term, so the +inf of lse − x_j at an
+# unmasked −inf logit with zero target never meets a zero tangent (0·inf = NaN in jax.jvp).
+_softmax_xent.defjvp(_softmax_xent_jvp, symbolic_zeros=True)
+
+
 @_numerics.loss_jit(static_argnames=("axis",), ranges={"label_smoothing": (0.0, 1.0, False)})
 def softmax_cross_entropy(logits: ArrayLike, labels: ArrayLike, axis: int = -1,
                           where: ArrayLike | None = None, *, label_smoothing: ArrayLike = 0.0,
@@ -645,8 +650,9 @@ def _kl_inputs(fn: str, log_predictions: ArrayLike, targets: ArrayLike, target_n
     raise ValueError(f"{fn}: `log_predictions` and `{target_name}` must have the same shape, "
                      f"got log_predictions.shape={lp.shape} and {target_name}.shape={t.shape}")
   axis = _numerics.canonical_axis(fn, axis, lp.ndim)
+  dtype = lp.dtype  # the result's: bf16/fp16 are computed in float32 and returned as given
   _, (lp, t) = _numerics.upcast(lp, t)
-  return lp.dtype, lp, t, axis, _class_mask(fn, where, lp, axis)
+  return dtype, lp, t, axis, _class_mask(fn, where, lp, axis)
 
 
 def _masked_sum(values: jax.Array, mask: jax.Array | None, axis: int) -> jax.Array:

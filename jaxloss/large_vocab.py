@@ -21,7 +21,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.experimental import checkify
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
@@ -263,15 +262,23 @@ def _masked_hidden(h, kept):
   return h if kept is None else jnp.where(kept[:, None], h, jnp.zeros((), h.dtype))
 
 
-def _token_loss(fn, stats, labels, kept, v, z_loss, label_smoothing):
-  """lse − (1 − ε)·z_y − (ε/V)·Σ_j z_j + z·lse², NaN for bad labels, 0 for dropped tokens."""
-  lse, zy, zsum = stats
-  loss = lse - (1 - label_smoothing) * zy - (label_smoothing / v) * zsum + z_loss * lse * lse
+def _bad_labels(fn, labels, kept, v):
+  """The kept tokens whose label is outside [0, V); ``checkify`` names the first.
+
+  Called before any shard_map: checkify (jax 0.10.2) turns the errors raised before a shard_map
+  into per-device ones, and ``err.get()`` crashes on a mix of those with one raised after it.
+  """
   bad = (labels < 0) | (labels >= v)
   if kept is not None:
     bad = bad & kept
-  checkify.debug_check(~jnp.any(bad), f"{fn}: `labels` must lie in [0, {v}) (or equal "
-                       "ignore_index), got {}", labels[jnp.argmax(bad)])
+  _numerics.debug_check_labels(fn, "labels", labels, ~bad, f"in [0, {v}) (or equal ignore_index)")
+  return bad
+
+
+def _token_loss(stats, bad, kept, v, z_loss, label_smoothing):
+  """lse − (1 − ε)·z_y − (ε/V)·Σ_j z_j + z·lse², NaN for bad labels, 0 for dropped tokens."""
+  lse, zy, zsum = stats
+  loss = lse - (1 - label_smoothing) * zy - (label_smoothing / v) * zsum + z_loss * lse * lse
   loss = jnp.where(bad, jnp.nan, loss)
   return loss if kept is None else jnp.where(kept, loss, 0.0)
 
@@ -347,8 +354,9 @@ def linear_softmax_cross_entropy(hidden: ArrayLike, weight: ArrayLike, labels: A
   chunk = _chunk_size(fn, chunk_size, n, v)
   z_loss, label_smoothing, cap = _hyperparameters(fn, z_loss, label_smoothing, logit_soft_cap)
   kept = _kept(labels, where, ignore_index)
+  bad = _bad_labels(fn, labels, kept, v)
   stats = _stats(chunk, _masked_hidden(h, kept), w, b, labels, cap)
-  return _token_loss(fn, stats, labels, kept, v, z_loss, label_smoothing)
+  return _token_loss(stats, bad, kept, v, z_loss, label_smoothing)
 
 
 @_numerics.loss_jit(static_argnames=("mesh", "vocab_axis", "batch_axis", "chunk_size",
@@ -410,6 +418,7 @@ def vocab_parallel_linear_softmax_cross_entropy(
   chunk = _chunk_size(fn, chunk_size, n // n_batch, v_local)
   z_loss, label_smoothing, cap = _hyperparameters(fn, z_loss, label_smoothing, logit_soft_cap)
   kept = _kept(labels, where, ignore_index)
+  bad = _bad_labels(fn, labels, kept, v)
 
   def local(h, w, b, labels, cap):
     # Labels outside this shard's columns match nothing: the owner alone adds the target logit.
@@ -423,4 +432,4 @@ def vocab_parallel_linear_softmax_cross_entropy(
       local, mesh=mesh,
       in_specs=(P(batch_axis, None), P(None, vocab_axis), P(vocab_axis), P(batch_axis), P()),
       out_specs=(P(batch_axis),) * 3)(_masked_hidden(h, kept), w, b, labels, cap)
-  return _token_loss(fn, stats, labels, kept, v, z_loss, label_smoothing)
+  return _token_loss(stats, bad, kept, v, z_loss, label_smoothing)
