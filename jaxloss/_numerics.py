@@ -69,7 +69,7 @@ def loss_jit(*, static_argnames: Sequence[str] = (),
   ranges = dict(ranges or {})
 
   def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-    jitted = jax.jit(fn, static_argnames=tuple(static_argnames))
+    jitted = jax.jit(fn, static_argnames=tuple(static_argnames), inline=True)
     signature = inspect.signature(fn)
 
     @functools.wraps(fn)
