@@ -165,8 +165,11 @@ def _stats_bwd(chunk, residuals, cotangents):
     z, t, u = _logits(h, w_k, b, cap, start, chunk)  # recomputed, never stored
     hit = (start + jnp.arange(chunk))[None, :] == labels[:, None]
     # d/dz of g_lse·lse + g_zy·z_y + g_sum·Σz = g_lse·softmax + g_zy·onehot + g_sum.
-    g = (g_lse[:, None] * jnp.exp(z - lse[:, None]) + jnp.where(hit, g_zy[:, None], 0.0)
-         + g_sum[:, None])
+    # z − lse <= 0, but the recomputed z may round one ulp above the forward pass's: at
+    # |z| ~ 1e10 an ulp is ~1000 and exp overflows, so a positive z − lse is taken as 0.
+    d = z - lse[:, None]
+    g = (g_lse[:, None] * jnp.exp(jnp.where(d > 0, jnp.zeros_like(d), d))
+         + jnp.where(hit, g_zy[:, None], 0.0) + g_sum[:, None])
     if fresh is not None:
       g = jnp.where(fresh[None, :], g, 0.0)
     if cap is not None:
@@ -397,8 +400,14 @@ def vocab_parallel_linear_softmax_cross_entropy(
     The per-token loss, shape (N,), float32, sharded over ``batch_axis``: the same numbers as
     :func:`linear_softmax_cross_entropy`.
 
-  Derivatives and edge cases: as :func:`linear_softmax_cross_entropy`. A vocabulary (or token
-  count) not divisible by the number of shards raises ``ValueError`` naming both numbers.
+  Derivatives: as :func:`linear_softmax_cross_entropy` (reverse mode only).
+
+  Edge cases:
+    As :func:`linear_softmax_cross_entropy`: a label outside [0, V) gives NaN for that token
+    and, under ``checkify``, an error naming it (one per device of the mesh); tokens dropped by
+    ``where``/``ignore_index`` give 0 with zero gradients, an empty batch (N = 0) an empty
+    loss; logits of 1e4 stay finite. A vocabulary (or token count) not divisible by the number
+    of shards raises ``ValueError`` naming both numbers. NaN in a kept token propagates.
 
   References:
     M. Shoeybi et al., "Megatron-LM: Training Multi-Billion Parameter Language Models Using
