@@ -239,3 +239,21 @@ def poison_invalid(x: jax.Array, valid: jax.Array) -> jax.Array:
   finite 0 back instead).
   """
   return x * jnp.where(valid, jnp.ones((), x.dtype), jnp.full((), jnp.nan, x.dtype))
+
+
+@jax.custom_jvp
+def relu(x: jax.Array) -> jax.Array:
+  """``max(x, 0)`` with derivative 0 at 0: ``jax.nn.relu``'s value and derivative, NaN kept.
+
+  Written as a select, not ``jnp.maximum``: on CPU, XLA hands a ``max`` that feeds a sum to
+  its YNNPACK reduction fusion, which materialises the broadcast zero and the ``max``'s input,
+  two temporary buffers of the input's size under ``value_and_grad`` of a mean (one with the
+  select; bench/NOTES.md).
+  """
+  return jnp.where(x < 0, jnp.zeros((), x.dtype), x)
+
+
+@relu.defjvp
+def _relu_jvp(primals, tangents):
+  (x,), (dx,) = primals, tangents
+  return relu(x), jnp.where(x > 0, dx, jnp.zeros((), dx.dtype))

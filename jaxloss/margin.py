@@ -88,7 +88,7 @@ def hinge_loss(predictor_outputs: ArrayLike, targets: ArrayLike) -> jax.Array:
     optax ``optax.losses.hinge_loss``.
   """
   dtype, m = _margins("hinge_loss", predictor_outputs, targets, "predictor_outputs", "targets")
-  return jax.nn.relu(1.0 - m).astype(dtype)  # relu'(0) = 0: the sub-gradient 0 at m = 1
+  return _numerics.relu(1.0 - m).astype(dtype)  # relu'(0) = 0: the sub-gradient 0 at m = 1
 
 
 @_numerics.loss_jit()
@@ -144,7 +144,7 @@ def perceptron_loss(predictor_outputs: ArrayLike, targets: ArrayLike) -> jax.Arr
   """
   dtype, m = _margins("perceptron_loss", predictor_outputs, targets, "predictor_outputs",
                       "targets")
-  return jax.nn.relu(-m).astype(dtype)  # relu'(0) = 0: the sub-gradient 0 at m = 0
+  return _numerics.relu(-m).astype(dtype)  # relu'(0) = 0: the sub-gradient 0 at m = 0
 
 
 @_numerics.loss_jit()
