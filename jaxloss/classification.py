@@ -661,6 +661,48 @@ def _masked_sum(values: jax.Array, mask: jax.Array | None, axis: int) -> jax.Arr
   return jnp.sum(values, axis)
 
 
+def _kl_parts(log_targets, lp, u):
+  """(t = 0, a = log t − log q with 0 where t = 0, w = t) from u = t or u = log t."""
+  zero = u == (-jnp.inf if log_targets else 0.0)
+  log_t = u if log_targets else jnp.log(jnp.where(zero, jnp.ones_like(u), u))
+  a = jnp.where(zero, jnp.zeros_like(lp), log_t - lp)
+  # exp(−inf) = 0 and a = 0 there: w·a is 0 at t = 0 without a select, so XLA's CPU reduction
+  # fusion (YNNPACK) computes it inside the sum, from the one stored array a.
+  return zero, a, jnp.exp(u) if log_targets else u
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _kl_terms(log_targets: bool, lp: jax.Array, u: jax.Array) -> jax.Array:
+  """Elementwise t·(log t − log q), exactly 0 where t = 0; u is t, or log t if ``log_targets``.
+
+  Written so that forward and backward store one array of the inputs' size, a, which the
+  gradient overwrites in place (the ``jnp.where`` form this replaces stored two; bench/NOTES.md).
+  """
+  _, a, w = _kl_parts(log_targets, lp, u)
+  return w * a
+
+
+def _kl_terms_jvp(log_targets, primals, tangents):
+  lp, u = primals
+  dlp, du = tangents
+  zero, a, w = _kl_parts(log_targets, lp, u)
+  tangent = jnp.zeros_like(a)
+  if _nonzero(dlp):
+    # d/d(log q) = −t, +0 where t = 0 (read from a, which is 0 there: the gradient is written
+    # over a). With log targets t is exp(log t with −inf replaced by 0), not the forward's w:
+    # a separate exp keeps XLA from storing exp(log t) for the sum and the gradient to share.
+    t = jnp.exp(jnp.where(zero, jnp.zeros_like(u), u)) if log_targets else u
+    tangent = tangent + jnp.where(zero, a, -t) * dlp
+  if _nonzero(du):
+    # d/dt = log t − log q + 1; d/d(log t) = t·(log t − log q + 1); 0 where t = 0.
+    coeff = w * (a + 1.0) if log_targets else a + 1.0
+    tangent = tangent + jnp.where(zero, jnp.zeros_like(a), coeff) * du
+  return w * a, tangent
+
+
+_kl_terms.defjvp(_kl_terms_jvp, symbolic_zeros=True)
+
+
 @_numerics.loss_jit(static_argnames=("axis",))
 def kl_divergence(log_predictions: ArrayLike, targets: ArrayLike, axis: int = -1,
                   where: ArrayLike | None = None) -> jax.Array:
@@ -676,13 +718,14 @@ def kl_divergence(log_predictions: ArrayLike, targets: ArrayLike, axis: int = -1
   Returns:
     The divergence, ``S`` without ``axis``, in the log-predictions' dtype.
 
-  Gradient: d/d(log q_c) = −t_c, finite everywhere; d/dt_c = log t_c + 1 − log q_c.
+  Gradient (a ``custom_jvp``): d/d(log q_c) = −t_c, finite everywhere;
+  d/dt_c = log t_c + 1 − log q_c.
 
   Edge cases:
     0·log 0 = 0: a zero target contributes 0, also where log q = −inf, and the gradient with
     respect to the log-predictions stays finite there (the ``jnp.where`` trap of optax PR
     #1786: xlogy's gradient is NaN at 0). The derivative with respect to a zero target is −∞
-    mathematically; here it is returned as 1 − log q (the log 0 term dropped), so do not
+    mathematically; here it is returned as 0 (the term is held at 0 where t = 0), so do not
     differentiate with respect to targets that can be 0. NaN inputs propagate.
 
   References:
@@ -691,10 +734,7 @@ def kl_divergence(log_predictions: ArrayLike, targets: ArrayLike, axis: int = -1
   """
   fn = "kl_divergence"
   dtype, lp, t, axis, mask = _kl_inputs(fn, log_predictions, targets, "targets", axis, where)
-  zero = t == 0
-  safe_lp = jnp.where(zero, jnp.zeros_like(lp), lp)  # double where: −inf·0 never formed
-  values = _numerics.xlogy(t, t) - jnp.where(zero, jnp.zeros_like(lp), t * safe_lp)
-  return _masked_sum(values, mask, axis).astype(dtype)
+  return _masked_sum(_kl_terms(False, lp, t), mask, axis).astype(dtype)
 
 
 @_numerics.loss_jit(static_argnames=("axis",))
@@ -711,7 +751,7 @@ def kl_divergence_with_log_targets(log_predictions: ArrayLike, log_targets: Arra
   Returns:
     The divergence, ``S`` without ``axis``, in the log-predictions' dtype.
 
-  Gradient: d/d(log q_c) = −t_c; d/d(log t_c) = t_c (log t_c − log q_c + 1).
+  Gradient (a ``custom_jvp``): d/d(log q_c) = −t_c; d/d(log t_c) = t_c (log t_c − log q_c + 1).
 
   Edge cases:
     A target of log t = −inf contributes exactly 0 with zero gradients (optax gives NaN:
@@ -723,11 +763,7 @@ def kl_divergence_with_log_targets(log_predictions: ArrayLike, log_targets: Arra
   fn = "kl_divergence_with_log_targets"
   dtype, lp, lt, axis, mask = _kl_inputs(fn, log_predictions, log_targets, "log_targets", axis,
                                          where)
-  zero = lt == -jnp.inf
-  safe_lt = jnp.where(zero, jnp.zeros_like(lt), lt)
-  safe_lp = jnp.where(zero, jnp.zeros_like(lp), lp)
-  values = jnp.where(zero, jnp.zeros_like(lt), jnp.exp(safe_lt) * (safe_lt - safe_lp))
-  return _masked_sum(values, mask, axis).astype(dtype)
+  return _masked_sum(_kl_terms(True, lp, lt), mask, axis).astype(dtype)
 
 
 @_numerics.loss_jit(static_argnames=("axis",), ranges={"alpha": (0.0, 1.0, False)})
