@@ -123,9 +123,9 @@ def _masked_softmax_parts(x: jax.Array, mask: jax.Array | None, axis: int
   return jnp.log(z) + top, e, z
 
 
-def _xent_terms(axis, x, mask, labels, a, t):
+def _xent_terms(axis, x, mask, labels, a, t, poly):
   """The loss and what its tangent needs: (loss, lse, e, z, x with masked entries at 0,
-  lse − x_y)."""
+  lse − x_y, Σ_j t_j p_j)."""
   lse, e, z = _masked_softmax_parts(x, mask, axis)
   x0 = x if mask is None else jnp.where(mask, x, jnp.zeros_like(x))
   loss = jnp.zeros_like(lse)
@@ -139,26 +139,33 @@ def _xent_terms(axis, x, mask, labels, a, t):
     # where x_j = −inf (a class with zero target weight and zero probability).
     tx = jnp.where(t == 0, jnp.zeros_like(x), t * x0)
     loss = loss + jnp.sum(t, axis, keepdims=True) * lse - jnp.sum(tx, axis, keepdims=True)
-  return loss, lse, e, z, x0, nll_y
+  tp = None
+  if poly is not None:
+    # PolyLoss: + ε Σ_j t_j (1 − p_j) = ε (Σ_j t_j − Σ_j t_j p_j), p = e / z.
+    tp = jnp.sum(t * e, axis, keepdims=True) / z
+    loss = loss + poly * (jnp.sum(t, axis, keepdims=True) - tp)
+  return loss, lse, e, z, x0, nll_y, tp
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
 def _softmax_xent(axis: int, x: jax.Array, mask: jax.Array | None, labels: jax.Array | None,
-                  a: jax.Array | None, t: jax.Array | None) -> jax.Array:
-  """Σ_j t_j (lse − x_j) + a·(lse − x_y), keepdims along ``axis``.
+                  a: jax.Array | None, t: jax.Array | None,
+                  poly: jax.Array | None = None) -> jax.Array:
+  """Σ_j t_j (lse − x_j) + a·(lse − x_y) [+ poly·Σ_j t_j (1 − p_j)], keepdims along ``axis``.
 
   ``lse`` is the logsumexp over the unmasked classes; ``labels`` (class axis kept, in range)
   with per-row weight ``a``, and ``t`` (broadcastable to ``x``, 0 at masked classes) are the
-  two parts of the unnormalised target; either may be ``None``.
+  two parts of the unnormalised target; either may be ``None``. ``poly`` (ε of PolyLoss, with
+  ``t`` of ``x``'s shape) adds its first polynomial term, p being the softmax.
   """
-  return _xent_terms(axis, x, mask, labels, a, t)[0]
+  return _xent_terms(axis, x, mask, labels, a, t, poly)[0]
 
 
 @_softmax_xent.defjvp
 def _softmax_xent_jvp(axis, primals, tangents):
-  x, mask, labels, a, t = primals
-  dx, _, _, da, dt = tangents
-  loss, lse, e, z, x0, nll_y = _xent_terms(axis, x, mask, labels, a, t)
+  x, mask, labels, a, t, poly = primals
+  dx, _, _, da, dt, dpoly = tangents
+  loss, lse, e, z, x0, nll_y, tp = _xent_terms(axis, x, mask, labels, a, t, poly)
   tangent = jnp.zeros_like(loss)
   if _nonzero(dx):
     # d/dx_j = (a + Σ t)·p_j − a·[j = y] − t_j, with p = e / z the softmax over the unmasked
@@ -174,12 +181,18 @@ def _softmax_xent_jvp(axis, primals, tangents):
       coeff = coeff - jnp.where(iota == labels, a, jnp.zeros_like(a))
     if t is not None:
       coeff = coeff - t
+    if poly is not None:
+      # + ε (p_j Σ_c t_c p_c − t_j p_j) = ε p_j (Σ_c t_c p_c − t_j).
+      coeff = coeff + poly * ((e / z) * (tp - t))
     tangent = tangent + jnp.sum(coeff * dx, axis, keepdims=True)
   if labels is not None and _nonzero(da):
     tangent = tangent + da * nll_y
   if t is not None and _nonzero(dt):
     # d/dt_j = lse − x_j: +inf where p_j = 0 (log 0), as the mathematics says.
-    tangent = tangent + jnp.sum(jnp.broadcast_to(dt, x.shape) * (lse - x0), axis, keepdims=True)
+    d_dt = lse - x0 if poly is None else (lse - x0) + poly * (1.0 - e / z)
+    tangent = tangent + jnp.sum(jnp.broadcast_to(dt, x.shape) * d_dt, axis, keepdims=True)
+  if poly is not None and _nonzero(dpoly):
+    tangent = tangent + dpoly * (jnp.sum(t, axis, keepdims=True) - tp)
   return loss, tangent
 
 
@@ -837,13 +850,7 @@ def poly_loss_cross_entropy(logits: ArrayLike, labels: ArrayLike, *, epsilon: Ar
   mask = _class_mask(fn, where, x, axis)
   if mask is not None:
     y = jnp.where(mask, y, jnp.zeros_like(y))
-  ce = _softmax_xent(axis, x, mask, None, None, y).squeeze(axis)
-  if mask is None:
-    p = jax.nn.softmax(x, axis)
-  else:
-    # jax.nn.softmax takes masked classes out and gives them p = 0 and gradient 0; a row with
-    # no unmasked class (y = 0 there) is softmaxed over zeros to stay finite.
-    empty = ~jnp.any(mask, axis, keepdims=True)
-    p = jax.nn.softmax(jnp.where(mask, x, jnp.zeros_like(x)), axis, where=mask | empty)
-  one_minus = _masked_sum(y * (1.0 - p), mask, axis)
-  return (ce + jnp.asarray(epsilon, x.dtype) * one_minus).astype(logits.dtype)
+  # One custom_jvp for both terms: the softmax's exponentials are computed once and stored
+  # once (autodiff of a separate jax.nn.softmax stored a second array; bench/NOTES.md).
+  loss = _softmax_xent(axis, x, mask, None, None, y, jnp.asarray(epsilon, x.dtype))
+  return loss.squeeze(axis).astype(logits.dtype)
