@@ -96,6 +96,21 @@ def _integer_labels(fn: str, labels: ArrayLike, x: jax.Array, axis: int, mask: j
   return index, bad, zero
 
 
+def _probability_inputs(fn: str, logits: ArrayLike, labels: ArrayLike, axis: int,
+                        where: ArrayLike | None
+                        ) -> tuple[jax.Array, jax.Array, int, jax.Array | None]:
+  """Checks logits against same-shaped probability labels; returns them in the compute dtype,
+  the canonical axis and the class mask."""
+  x = _numerics.check_floating(fn, "logits", logits)
+  y = _numerics.check_floating(fn, "labels", labels)
+  if y.shape != x.shape:
+    raise ValueError(f"{fn}: `logits` and `labels` must have the same shape, got "
+                     f"logits.shape={x.shape} and labels.shape={y.shape}")
+  axis = _numerics.canonical_axis(fn, axis, x.ndim)
+  _, (x, y) = _numerics.upcast(x, y)
+  return x, y, axis, _class_mask(fn, where, x, axis)
+
+
 def _smooth(y: jax.Array, alpha: jax.Array, mask: jax.Array | None, axis: int) -> jax.Array:
   """(1 − α)·y + α/C' on the C' unmasked classes, exactly 0 on the masked ones."""
   if mask is None:
@@ -242,15 +257,9 @@ def softmax_cross_entropy(logits: ArrayLike, labels: ArrayLike, axis: int = -1,
     Architecture for Computer Vision", CVPR 2016 (label smoothing).
   """
   fn = "softmax_cross_entropy"
-  x = _numerics.check_floating(fn, "logits", logits)
-  y = _numerics.check_floating(fn, "labels", labels)
-  if y.shape != x.shape:
-    raise ValueError(f"{fn}: `logits` and `labels` must have the same shape, got "
-                     f"logits.shape={x.shape} and labels.shape={y.shape}")
-  axis = _numerics.canonical_axis(fn, axis, x.ndim)
   _numerics.debug_check_range(fn, "label_smoothing", label_smoothing, 0.0, 1.0)
-  dtype, (x, y) = _numerics.upcast(x, y)
-  mask = _class_mask(fn, where, x, axis)
+  x, y, axis, mask = _probability_inputs(fn, logits, labels, axis, where)
+  dtype = x.dtype
   t = _smooth(y, jnp.asarray(label_smoothing, dtype), mask, axis)
   if class_weights is not None:
     t = t * _per_class(fn, "class_weights", class_weights, x, axis)
@@ -839,15 +848,7 @@ def poly_loss_cross_entropy(logits: ArrayLike, labels: ArrayLike, *, epsilon: Ar
     Z. Leng et al., "PolyLoss: A Polynomial Expansion Perspective of Classification Loss
     Functions", ICLR 2022; optax ``optax.losses.poly_loss_cross_entropy``.
   """
-  fn = "poly_loss_cross_entropy"
-  x = _numerics.check_floating(fn, "logits", logits)
-  y = _numerics.check_floating(fn, "labels", labels)
-  if y.shape != x.shape:
-    raise ValueError(f"{fn}: `logits` and `labels` must have the same shape, got "
-                     f"logits.shape={x.shape} and labels.shape={y.shape}")
-  axis = _numerics.canonical_axis(fn, axis, x.ndim)
-  _, (x, y) = _numerics.upcast(x, y)
-  mask = _class_mask(fn, where, x, axis)
+  x, y, axis, mask = _probability_inputs("poly_loss_cross_entropy", logits, labels, axis, where)
   if mask is not None:
     y = jnp.where(mask, y, jnp.zeros_like(y))
   # One custom_jvp for both terms: the softmax's exponentials are computed once and stored
