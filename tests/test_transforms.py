@@ -7,6 +7,7 @@ differentiable (checked with ``jax.test_util.check_grads`` order 2, both modes).
 """
 
 import dataclasses
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -120,7 +121,9 @@ CASES = [
 
 
 def _inputs(case):
-  rng = np.random.default_rng(abs(hash(case.id)) % 2**32)
+  # crc32, not hash(): str hashes are salted per process, which made the inputs (and so
+  # the finite-difference checks) change from run to run.
+  rng = np.random.default_rng(zlib.crc32(case.id.encode()))
   return [make(rng) for make in case.inputs]
 
 
@@ -175,7 +178,12 @@ SMOOTH = [c for c in CASES if c.smooth]
 
 @pytest.mark.parametrize("case", SMOOTH, ids=lambda c: c.id)
 def test_second_derivatives(case):
-  fn, args = _fn(case), _inputs(case)
+  # In float64: float32 finite differences of second derivatives are too coarse to tell a
+  # wrong Hessian from rounding (they failed at 5% for correct ones, depending on the inputs).
+  fn = _fn(case)
   modes = ("rev",) if case.reverse_only else ("fwd", "rev")
-  check_grads(lambda x: jnp.sum(fn(x, *args[1:], **case.kwargs)), (args[0],), order=2,
-              modes=modes, eps=1e-2, atol=5e-2, rtol=5e-2)
+  with jax.enable_x64(True):
+    args = [jnp.asarray(np.asarray(a), jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating)
+            else a for a in _inputs(case)]
+    check_grads(lambda x: jnp.sum(fn(x, *args[1:], **case.kwargs)), (args[0],), order=2,
+                modes=modes, eps=1e-4, atol=1e-3, rtol=1e-3)
