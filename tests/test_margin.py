@@ -103,27 +103,26 @@ def test_exponential_overflows_to_inf_where_the_maths_does():
 OPTAX_BINARY = ["hinge_loss", "perceptron_loss"]
 
 
-@pytest.mark.parametrize("name", OPTAX_BINARY)
-def test_binary_optax_agreement_away_from_kinks(rng, name):
-  s, y = _binary(rng)
-  y = f32(y)
+def _assert_optax_agreement(name, s, y):
+  """Value and gradient of jaxloss's ``name`` equal optax's on scores ``s``, labels ``y``."""
   ours = getattr(jaxloss, name)
   theirs = getattr(optax.losses, name)
   np.testing.assert_allclose(ours(f32(s), y), theirs(f32(s), y), rtol=1e-6, atol=1e-6)
   g_ours = jax.grad(lambda x: jnp.sum(ours(x, y)))(f32(s))
   g_theirs = jax.grad(lambda x: jnp.sum(theirs(x, y)))(f32(s))
   np.testing.assert_allclose(g_ours, g_theirs, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", OPTAX_BINARY)
+def test_binary_optax_agreement_away_from_kinks(rng, name):
+  s, y = _binary(rng)
+  _assert_optax_agreement(name, s, f32(y))
 
 
 @pytest.mark.parametrize("name", ["multiclass_hinge_loss", "multiclass_perceptron_loss"])
 def test_multiclass_optax_agreement_away_from_kinks(rng, name):
   s, y = _multiclass(rng)
-  ours = getattr(jaxloss, name)
-  theirs = getattr(optax.losses, name)
-  np.testing.assert_allclose(ours(f32(s), y), theirs(f32(s), y), rtol=1e-6, atol=1e-6)
-  g_ours = jax.grad(lambda x: jnp.sum(ours(x, y)))(f32(s))
-  g_theirs = jax.grad(lambda x: jnp.sum(theirs(x, y)))(f32(s))
-  np.testing.assert_allclose(g_ours, g_theirs, rtol=1e-6, atol=1e-6)
+  _assert_optax_agreement(name, s, y)
 
 
 def test_documented_differences_from_optax_at_kinks_and_bad_labels():
