@@ -5,9 +5,10 @@ import pathlib
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 import jaxloss
-from bench import specs, suite
+from bench import large_vocab, specs, suite
 
 
 def test_bench_writes_table_and_chart(tmp_path: pathlib.Path):
@@ -44,3 +45,15 @@ def test_every_spec_builds_inputs_its_loss_accepts():
 def test_every_public_loss_has_a_spec():
   missing = [n for n in jaxloss.__all__ if n not in specs.SPECS and n not in specs.NOT_TIMED]
   assert missing == []
+
+
+def test_large_vocab_floor_runs_the_products_it_claims():
+  """``bench.large_vocab.three_products`` (the time floor's yardstick) computes, chunk by chunk,
+  dh = (h W) Wᵀ and dW = hᵀ (h W), checked in float64 numpy."""
+  rng = np.random.default_rng(0)
+  h, w = rng.normal(size=(64, 8)), rng.normal(size=(8, 8192)) / 3  # two chunks of 4096
+  dh, dw = large_vocab.three_products(jnp.asarray(h, jnp.float32), jnp.asarray(w, jnp.float32),
+                                      None)
+  z = h @ w
+  np.testing.assert_allclose(dh, z @ w.T, rtol=1e-4, atol=1e-4 * np.abs(z @ w.T).max())
+  np.testing.assert_allclose(dw, h.T @ z, rtol=1e-4, atol=1e-4 * np.abs(h.T @ z).max())
