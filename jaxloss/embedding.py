@@ -7,11 +7,13 @@ returned in their dtype.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from jaxloss import _numerics
 
@@ -53,6 +55,38 @@ def _norm(x: jax.Array, p: float, axis: int) -> jax.Array:
   # An infinite entry: the norm is inf (inf/inf above would make it NaN).
   norm = jnp.where(jnp.isposinf(scale), scale, norm)
   return jnp.squeeze(norm, axis)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
+def _euclidean(a: jax.Array, b: jax.Array, eps: jax.Array, axis: int) -> jax.Array:
+  """‖a − b + eps‖₂ along ``axis``: one fused pass when no row can over- or underflow.
+
+  The plain sqrt(Σ x²) is exact to rounding whenever every row's sum of squares lies in
+  [tiny/ε, max] of the dtype (no square overflowed, and squares lost to underflow are below
+  ε relative). Only if some row falls outside (|x| ~ 1e19 or ~1e-16 in float32, inf, NaN) is
+  the batch recomputed by the scaled :func:`_norm`, under ``lax.cond`` (under ``jax.vmap``
+  both run). The derivative is u = x/‖x‖ (0 at x = 0, the sub-gradient of contract 4).
+  """
+  ss = jnp.sum(jnp.square(a - b + eps), axis=axis)
+  info = jnp.finfo(ss.dtype)
+  safe = jnp.all((ss >= info.tiny / info.eps) & (ss <= info.max))  # False for NaN
+  return lax.cond(safe, lambda ss, *_: jnp.sqrt(ss),
+                  lambda _, a, b, eps: _norm(a - b + eps, 2.0, axis), ss, a, b, eps)
+
+
+@_euclidean.defjvp
+def _euclidean_jvp(axis, primals, tangents):
+  a, b, eps = primals
+  da, db, deps = tangents
+  d = _euclidean(a, b, eps, axis)
+  # x/d, not x·(1/d): |x|/d <= 1, so no product overflows even at float32's maximum.
+  u = (a - b + eps) / jnp.expand_dims(jnp.where(d > 0, d, jnp.ones((), d.dtype)), axis)
+  return d, jnp.sum(u * (da - db + deps), axis=axis)
+
+
+def _distance(a: jax.Array, b: jax.Array, eps: jax.Array, q: float, axis: int) -> jax.Array:
+  """‖a − b + eps‖_q along ``axis`` (PyTorch's ``pairwise_distance``)."""
+  return _euclidean(a, b, eps, axis) if q == 2 else _norm(a - b + eps, q, axis)
 
 
 def _check_norm_degree(fn: str, p: object) -> float:
@@ -107,8 +141,9 @@ def triplet_margin_loss(anchors: ArrayLike, positives: ArrayLike, negatives: Arr
     optax 0.2.8 computes (Σ(a − p)^q + ε)^{1/q}: for odd ``q`` a negative difference makes it
     wrong (negative powers), and its ε sits inside the root; it agrees with this function at
     q = 2 up to O(ε) (exactly when ε = 0). ``norm_degree`` must be a Python number (optax
-    also accepts an array). Distances are computed scaled by their largest entry, so they do
-    not overflow below float32's maximum. NaN inputs propagate.
+    also accepts an array). Distances do not overflow below float32's maximum nor lose
+    precision to underflow: a batch with such a row is recomputed scaled by each row's largest
+    entry (q = 2; other q always are). NaN inputs propagate.
 
   References:
     V. Balntas, E. Riba, D. Ponsa, K. Mikolajczyk, "Learning local feature descriptors with
@@ -126,10 +161,10 @@ def triplet_margin_loss(anchors: ArrayLike, positives: ArrayLike, negatives: Arr
   _numerics.debug_check_range(fn, "eps", eps, 0.0)
   _, (a, p, n) = _numerics.upcast(*arrays)
   eps = jnp.asarray(eps, a.dtype)
-  d_pos = _norm(a - p + eps, q, axis)
-  d_neg = _norm(a - n + eps, q, axis)
+  d_pos = _distance(a, p, eps, q, axis)
+  d_neg = _distance(a, n, eps, q, axis)
   if swap:
-    d_swap = _norm(p - n + eps, q, axis)
+    d_swap = _distance(p, n, eps, q, axis)
     d_neg = jnp.where(d_swap < d_neg, d_swap, d_neg)  # a tie keeps d(a, n), where min splits
   loss = jax.nn.relu(jnp.asarray(margin, a.dtype) + (d_pos - d_neg))  # relu'(0) = 0
   return loss.astype(arrays[0].dtype)
@@ -165,8 +200,8 @@ def contrastive_loss(x1: ArrayLike, x2: ArrayLike, same: ArrayLike, *, margin: A
 
   Edge cases:
     A ``same`` outside [0, 1] gives NaN for that pair and fails ``checkify`` naming it.
-    Distances are scaled by their largest entry, so they do not overflow below float32's
-    maximum. NaN inputs propagate.
+    Distances do not overflow below float32's maximum: a batch with such a row is
+    recomputed scaled by each row's largest entry. NaN inputs propagate.
 
   References:
     R. Hadsell, S. Chopra, Y. LeCun, "Dimensionality Reduction by Learning an Invariant
@@ -188,7 +223,7 @@ def contrastive_loss(x1: ArrayLike, x2: ArrayLike, same: ArrayLike, *, margin: A
   s = s.astype(a.dtype)
   valid = (s >= 0) & (s <= 1)
   _numerics.debug_check_labels(fn, "same", s, valid, "in [0, 1]")
-  d = _norm(a - b, 2.0, axis)
+  d = _euclidean(a, b, jnp.zeros((), a.dtype), axis)
   push = jax.nn.relu(jnp.asarray(margin, a.dtype) - d)
   zero = jnp.zeros((), a.dtype)
   # A term whose weight is 0 is left out, not multiplied by 0: ½d² may be inf (|x| ~ 1e30).

@@ -120,6 +120,26 @@ def test_triplet_large_embeddings_do_not_overflow(rng):
   assert_close(out, loss, rtol=1e-4)
 
 
+@pytest.mark.parametrize("scale", [1.0, 1e30, 1e-20])
+@pytest.mark.parametrize("batched", [False, True])
+def test_triplet_euclidean_fast_and_scaled_paths_agree(rng, scale, batched):
+  # Row 0 scaled: at 1e30 its sum of squares overflows float32, at 1e-20 it underflows, and the
+  # whole batch is recomputed scaled by each row's largest entry (under vmap both paths run).
+  a, p, n = (x.copy() for x in _triplet(rng))
+  for x in (a, p, n):
+    x[0] *= np.float32(scale)
+  loss_fn = lambda a, p, n: jaxloss.triplet_margin_loss(a, p, n, margin=1.0, eps=0.0)
+  if batched:
+    loss_fn = jax.vmap(loss_fn)
+    a, p, n = (x.reshape(3, N // 3, D) for x in (a, p, n))
+  out = loss_fn(f32(a), f32(p), f32(n))
+  grad = jax.grad(lambda x: jnp.sum(loss_fn(x, f32(p), f32(n))))(f32(a))
+  ref_loss, ref_grad = np_triplet(*(np.float64(x).reshape(N, D) for x in (a, p, n)), 2, 1.0,
+                                  0.0, False)
+  assert_close(np.reshape(out, -1), ref_loss, rtol=1e-5)
+  assert_close(np.reshape(grad, (N, D)), ref_grad, rtol=1e-4, atol=1e-6)
+
+
 def test_triplet_shape_and_norm_degree_errors():
   x = jnp.zeros((3, D), jnp.float32)
   with pytest.raises(ValueError, match=r"anchors.shape=\(3, 6\).*negatives.shape=\(3, 5\)"):
