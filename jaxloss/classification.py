@@ -123,14 +123,16 @@ def _smooth(y: jax.Array, alpha: jax.Array, mask: jax.Array | None, axis: int) -
 # Softmax cross-entropy core.
 # --------------------------------------------------------------------------------------------
 
-def _masked_softmax_parts(x: jax.Array, mask: jax.Array | None, axis: int
+def _masked_softmax_parts(x: jax.Array, mask: jax.Array | None, axis: int, exact: bool = True
                           ) -> tuple[jax.Array, jax.Array, jax.Array]:
   """(lse, e, z): logsumexp over the unmasked classes (keepdims, 0 for a row with no unmasked
-  class), e = exp(x − max) (0 at masked classes) and z = Σ e, so that softmax = e / z."""
+  class), e = exp(x − max) (0 at masked classes) and z = Σ e, so that softmax = e / z.
+  ``exact=False`` skips the guard of rows whose max is infinite (they come out NaN)."""
   if mask is not None:
     x = jnp.where(mask, x, -jnp.inf)
   top = jnp.max(x, axis, keepdims=True)
-  top = jnp.where(jnp.isfinite(top), top, jnp.zeros_like(top))
+  if exact:
+    top = jnp.where(jnp.isfinite(top), top, jnp.zeros_like(top))
   e = jnp.exp(x - top)
   z = jnp.sum(e, axis, keepdims=True)
   if mask is not None:
@@ -138,10 +140,11 @@ def _masked_softmax_parts(x: jax.Array, mask: jax.Array | None, axis: int
   return jnp.log(z) + top, e, z
 
 
-def _xent_terms(axis, x, mask, labels, a, t, poly):
+def _xent_terms(axis, x, mask, labels, a, t, poly, exact=True):
   """The loss and what its tangent needs: (loss, lse, e, z, x with masked entries at 0,
-  lse − x_y, Σ_j t_j p_j)."""
-  lse, e, z = _masked_softmax_parts(x, mask, axis)
+  lse − x_y, Σ_j t_j p_j). ``exact=False`` is plain arithmetic that XLA:CPU fuses into one
+  pass: NaN where a zero target meets an infinite logit, or a row's max is infinite."""
+  lse, e, z = _masked_softmax_parts(x, mask, axis, exact)
   x0 = x if mask is None else jnp.where(mask, x, jnp.zeros_like(x))
   loss = jnp.zeros_like(lse)
   nll_y = None
@@ -152,8 +155,11 @@ def _xent_terms(axis, x, mask, labels, a, t, poly):
     t = jnp.broadcast_to(t, x.shape)
     # Σ_j t_j (lse − x_j) = (Σ_j t_j)·lse − Σ_j t_j x_j; t_j = 0 contributes exactly 0, also
     # where x_j = −inf (a class with zero target weight and zero probability).
-    tx = jnp.where(t == 0, jnp.zeros_like(x), t * x0)
-    loss = loss + jnp.sum(t, axis, keepdims=True) * lse - jnp.sum(tx, axis, keepdims=True)
+    if exact:
+      tx = jnp.where(t == 0, jnp.zeros_like(x), t * x0)
+      loss = loss + jnp.sum(t, axis, keepdims=True) * lse - jnp.sum(tx, axis, keepdims=True)
+    else:
+      loss = loss + jnp.sum(t * (lse - x0), axis, keepdims=True)  # one sum, not two
   tp = None
   if poly is not None:
     # PolyLoss: + ε Σ_j t_j (1 − p_j) = ε (Σ_j t_j − Σ_j t_j p_j), p = e / z.
@@ -172,8 +178,17 @@ def _softmax_xent(axis: int, x: jax.Array, mask: jax.Array | None, labels: jax.A
   with per-row weight ``a``, and ``t`` (broadcastable to ``x``, 0 at masked classes) are the
   two parts of the unnormalised target; either may be ``None``. ``poly`` (ε of PolyLoss, with
   ``t`` of ``x``'s shape) adds its first polynomial term, p being the softmax.
+
+  Undifferentiated and unmasked, plain arithmetic runs first (one fused pass on CPU; the
+  selects that keep 0·(−inf) at 0 and guard infinite maxima cost an (N, C) buffer and a pass
+  there, ~3x the time), and only a NaN in its result (an infinite logit, or NaN input)
+  recomputes the exact form under ``lax.cond``.
   """
-  return _xent_terms(axis, x, mask, labels, a, t, poly)[0]
+  exact = lambda: _xent_terms(axis, x, mask, labels, a, t, poly)[0]
+  if mask is not None or t is None:
+    return exact()
+  fast = _xent_terms(axis, x, mask, labels, a, t, poly, exact=False)[0]
+  return lax.cond(jnp.any(jnp.isnan(fast)), exact, lambda: fast)
 
 
 @_softmax_xent.defjvp
