@@ -14,6 +14,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
 from jax.experimental import checkify
 
 _LOW_PRECISION = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
@@ -164,6 +165,12 @@ def elementwise_inputs(fn: str, predictions: jax.typing.ArrayLike,
 # --------------------------------------------------------------------------------------------
 # Stable primitives.
 # --------------------------------------------------------------------------------------------
+
+def nonzero(tangent: Any) -> bool:
+  """Whether a tangent reaching a ``defjvp(..., symbolic_zeros=True)`` rule may be nonzero
+  (its term can be skipped otherwise)."""
+  return type(tangent) is not SymbolicZero
+
 
 def safe_where(pred: jax.Array, x_fn: Callable[[jax.Array], jax.Array], x: jax.Array,
                y: jax.Array, safe_value: float = 1.0) -> jax.Array:

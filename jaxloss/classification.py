@@ -21,16 +21,11 @@ import functools
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jax.custom_derivatives import SymbolicZero
 from jax.experimental import checkify
 
 from jaxloss import _numerics
 
 ArrayLike = jax.typing.ArrayLike
-
-
-def _nonzero(tangent: jax.Array) -> bool:
-  return type(tangent) is not SymbolicZero
 
 
 # --------------------------------------------------------------------------------------------
@@ -197,7 +192,7 @@ def _softmax_xent_jvp(axis, primals, tangents):
   dx, _, _, da, dt, dpoly = tangents
   loss, lse, e, z, x0, nll_y, tp = _xent_terms(axis, x, mask, labels, a, t, poly)
   tangent = jnp.zeros_like(loss)
-  if _nonzero(dx):
+  if _numerics.nonzero(dx):
     # d/dx_j = (a + Σ t)·p_j − a·[j = y] − t_j, with p = e / z the softmax over the unmasked
     # classes, from the exponentials the forward pass computed; the one-hot is an iota test.
     total = jnp.zeros_like(lse)
@@ -215,13 +210,13 @@ def _softmax_xent_jvp(axis, primals, tangents):
       # + ε (p_j Σ_c t_c p_c − t_j p_j) = ε p_j (Σ_c t_c p_c − t_j).
       coeff = coeff + poly * ((e / z) * (tp - t))
     tangent = tangent + jnp.sum(coeff * dx, axis, keepdims=True)
-  if labels is not None and _nonzero(da):
+  if labels is not None and _numerics.nonzero(da):
     tangent = tangent + da * nll_y
-  if t is not None and _nonzero(dt):
+  if t is not None and _numerics.nonzero(dt):
     # d/dt_j = lse − x_j: +inf where p_j = 0 (log 0), as the mathematics says.
     d_dt = lse - x0 if poly is None else (lse - x0) + poly * (1.0 - e / z)
     tangent = tangent + jnp.sum(jnp.broadcast_to(dt, x.shape) * d_dt, axis, keepdims=True)
-  if poly is not None and _nonzero(dpoly):
+  if poly is not None and _numerics.nonzero(dpoly):
     tangent = tangent + dpoly * (jnp.sum(t, axis, keepdims=True) - tp)
   return loss, tangent
 
@@ -392,12 +387,12 @@ def _sigmoid_xent_jvp(primals, tangents):
   dx, dy, dw = tangents
   p, q, nlp, nlq, wy, loss = _bce_terms(x, y, pos_weight)
   tangent = jnp.zeros_like(loss)
-  if _nonzero(dx):
+  if _numerics.nonzero(dx):
     # d/dx = (1 − y)·σ(x) − w·y·(1 − σ(x)) (= σ(x) − y for w = 1), with 1 − σ(x) exact.
     tangent = tangent + ((1.0 - y) * p - wy * q) * dx
-  if _nonzero(dy):
+  if _numerics.nonzero(dy):
     tangent = tangent + ((nlp if pos_weight is None else pos_weight * nlp) - nlq) * dy
-  if pos_weight is not None and _nonzero(dw):
+  if pos_weight is not None and _numerics.nonzero(dw):
     tangent = tangent + y * nlp * dw
   return loss, tangent
 
@@ -428,7 +423,7 @@ def _sigmoid_focal_jvp(primals, tangents):
   tangent = jnp.zeros_like(loss)
   positive = base > 0
   safe_base = jnp.where(positive, base, jnp.ones_like(base))
-  if _nonzero(dx):
+  if _numerics.nonzero(dx):
     # d(1 − p_t)/dx = (1 − 2y)σ(1 − σ), so d/dx = γ·w·(1 − 2y)·r·CE + w·(σ − y) with
     # r = σ(1 − σ)/(1 − p_t): written as the ratio, the (1 − p_t)^(γ−1) = inf that meets
     # σ(1 − σ) = 0 at saturated logits with γ < 1 (optax #1267) never appears. The limit of r
@@ -436,11 +431,11 @@ def _sigmoid_focal_jvp(primals, tangents):
     ratio = jnp.where(positive, p * q / safe_base, jnp.ones_like(base))
     tangent = tangent + weight * (gamma * (1.0 - 2.0 * y) * ratio * ce
                                   + (1.0 - y) * p - y * q) * dx
-  if _nonzero(dy):
+  if _numerics.nonzero(dy):
     # d(1 − p_t)/dy = (1 − 2σ); the BCE's d/dy = log(σ(x)/(1 − σ(x))) = nlq − nlp.
     grow = jnp.where(positive, weight / safe_base, jnp.zeros_like(base))
     tangent = tangent + (gamma * grow * (q - p) * ce + weight * (nlp - nlq)) * dy
-  if _nonzero(dgamma):
+  if _numerics.nonzero(dgamma):
     log_base = jnp.where(positive, jnp.log(safe_base), jnp.zeros_like(base))
     tangent = tangent + weight * log_base * ce * dgamma
   return loss, tangent
@@ -737,13 +732,13 @@ def _kl_jvp(log_targets, axis, primals, tangents):
   dlp, du, _ = tangents
   zero, a, w = _kl_parts(log_targets, lp, u)
   tangent = jnp.zeros_like(a)
-  if _nonzero(dlp):
+  if _numerics.nonzero(dlp):
     # d/d(log q) = −t, +0 where t = 0 (read from a, which is 0 there: the gradient is written
     # over a). With log targets t is exp(log t with −inf replaced by 0), not the forward's w:
     # a separate exp keeps XLA from storing exp(log t) for the sum and the gradient to share.
     t = jnp.exp(jnp.where(zero, jnp.zeros_like(u), u)) if log_targets else u
     tangent = tangent + jnp.where(zero, a, -t) * dlp
-  if _nonzero(du):
+  if _numerics.nonzero(du):
     # d/dt = log t − log q + 1; d/d(log t) = t·(log t − log q + 1); 0 where t = 0.
     coeff = w * (a + 1.0) if log_targets else a + 1.0
     tangent = tangent + jnp.where(zero, jnp.zeros_like(a), coeff) * du
