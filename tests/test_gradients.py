@@ -65,6 +65,14 @@ def test_huber_gradient_and_kinks(rng, delta):
   np.testing.assert_array_equal(g[-3:], [d, -d, 0.0])
 
 
+def test_huber_gradient_in_delta(rng):
+  # d/dδ of δ(|x| − δ/2) is |x| − δ beyond δ, and 0 inside (½x² does not depend on δ).
+  x = _points(rng, [1.0, -1.0, 0.0])
+  g = jax.vmap(jax.grad(lambda d, p: jaxloss.huber_loss(p, delta=d)), (None, 0))(
+      jnp.float32(1.0), jnp.asarray(x))
+  assert_close(g, np.where(np.abs(x) <= 1.0, 0.0, np.abs(np.float64(x)) - 1.0))
+
+
 def test_log_cosh_gradient_and_second_derivative(rng):
   x = _points(rng, [0.0, 20.0, -20.0])
   assert_close(grad_of_sum(jaxloss.log_cosh, x), np.tanh(np.float64(x)))
