@@ -128,9 +128,9 @@ def test_gaussian_nll_negative_variance_is_nan_and_checkified():
     err.throw()
 
 
-TORCH_NAMES = {"l1_loss": "l1_loss", "mse_loss": "squared_error", "smooth_l1_loss": "smooth_l1_loss",
-               "huber_loss": "huber_loss", "poisson_nll_loss": "poisson_nll_loss",
-               "gaussian_nll_loss": "gaussian_nll_loss"}
+TORCH_NAMES = {"l1_loss": "l1_loss", "mse_loss": "squared_error",
+               "smooth_l1_loss": "smooth_l1_loss", "huber_loss": "huber_loss",
+               "poisson_nll_loss": "poisson_nll_loss", "gaussian_nll_loss": "gaussian_nll_loss"}
 TORCH = [c for f in TORCH_NAMES for c in torch_cases(f)]
 
 
