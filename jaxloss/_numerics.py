@@ -6,14 +6,16 @@ Every loss module imports from here and from nowhere else inside the package (be
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import numbers
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.custom_derivatives import SymbolicZero
 from jax.experimental import checkify
 
@@ -21,69 +23,136 @@ _LOW_PRECISION = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
 
 
 # --------------------------------------------------------------------------------------------
-# The jit wrapper: concrete hyper-parameters are validated before the jitted core is entered.
+# The jit wrapper: one declaration per bound, checked eagerly when concrete and through
+# checkify when traced; static arguments and misuse get messages that name the argument.
 # --------------------------------------------------------------------------------------------
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+  """The admissible values of a float hyper-parameter (or of a floating array argument).
+
+  ``Range(low=0.0)`` is ``x >= 0``; ``Range(low=0.0, low_open=True)`` is ``x > 0``;
+  ``Range(0.0, 1.0)`` is ``0 <= x <= 1``. ``None`` leaves that side unbounded.
+  """
+  low: float | None = None
+  high: float | None = None
+  low_open: bool = False
+  high_open: bool = False
+
+  def describe(self) -> str:
+    """The bound in words, for error messages: ``"> 0.0"``, ``"in [0.0, 1.0]"``."""
+    if self.low is not None and self.high is not None:
+      return (f"in {'(' if self.low_open else '['}{self.low}, "
+              f"{self.high}{')' if self.high_open else ']'}")
+    if self.low is not None:
+      return f"{'>' if self.low_open else '>='} {self.low}"
+    return f"{'<' if self.high_open else '<='} {self.high}"
+
+  def contains(self, value: Any) -> Any:
+    """``value`` within the range, elementwise: a Python bool or a boolean array."""
+    ok = True
+    if self.low is not None:
+      ok = ok & ((value > self.low) if self.low_open else (value >= self.low))
+    if self.high is not None:
+      ok = ok & ((value < self.high) if self.high_open else (value <= self.high))
+    return ok
+
 
 def _is_concrete(value: Any) -> bool:
   return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def check_hyperparameter(fn: str, name: str, value: Any, low: float | None = None,
-                         high: float | None = None, *, low_open: bool = False) -> None:
-  """Raises ``ValueError`` if a concrete ``value`` lies outside [low, high] (or (low, high]).
-
-  Traced values are checked inside the jitted core with :func:`debug_check_range`.
-  """
-  if value is None or not _is_concrete(value):
-    return
-  if low is not None and (value < low or (low_open and value == low)):
-    bound = f"> {low}" if low_open else f">= {low}"
-    raise ValueError(f"{fn}({name}=...) must be {bound}, got {value}")
-  if high is not None and value > high:
-    raise ValueError(f"{fn}({name}=...) must be <= {high}, got {value}")
-
-
-def debug_check_range(fn: str, name: str, value: jax.typing.ArrayLike, low: float | None = None,
-                      high: float | None = None, *, low_open: bool = False) -> None:
-  """The traced counterpart of :func:`check_hyperparameter` (free outside ``checkify``)."""
-  value = jnp.asarray(value)
-  if low is not None:
-    ok = jnp.all(value > low) if low_open else jnp.all(value >= low)
-    bound = f"> {low}" if low_open else f">= {low}"
-    checkify.debug_check(ok, f"{fn}({name}=...) must be {bound}, got {{}}", value)
-  if high is not None:
-    checkify.debug_check(jnp.all(value <= high), f"{fn}({name}=...) must be <= {high}, got {{}}",
-                         value)
+def _check_bounds(fn: str, bounds: Mapping[str, Range], arguments: Mapping[str, Any]) -> None:
+  """Concrete Python numbers: ``ValueError`` now. Anything else: ``checkify.debug_check``
+  (free unless the caller runs under ``checkify``), traced inside the jitted function."""
+  for name, bound in bounds.items():
+    value = arguments.get(name)  # absent: the default, which is valid
+    if value is None:
+      continue
+    message = f"{fn}({name}=...) must be {bound.describe()}, got"
+    if _is_concrete(value):
+      if not bound.contains(value):
+        raise ValueError(f"{message} {value}")
+    else:
+      value = jnp.asarray(value)
+      checkify.debug_check(jnp.all(bound.contains(value)), f"{message} {{}}", value)
 
 
-def loss_jit(*, static_argnames: Sequence[str] = (),
-             ranges: dict[str, tuple[float | None, float | None, bool]] | None = None
-             ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-  """Decorator: ``jax.jit`` with static configuration and eager range checks.
+def _check_static(fn: str, static: Sequence[str], arguments: Mapping[str, Any]) -> None:
+  for name in static:
+    value = arguments.get(name)
+    if isinstance(value, (jax.Array, np.ndarray)):
+      raise TypeError(f"{fn}({name}=...) is a static configuration argument: it must be a "
+                      f"Python value (int, str, tuple, None), not an array or a traced value; "
+                      f"got {type(value).__name__}")
+
+
+def _bind(fn: str, signature: inspect.Signature, args: tuple[Any, ...],
+          kwargs: dict[str, Any]) -> inspect.BoundArguments:
+  """``signature.bind`` whose errors name the function and point PyTorch habits elsewhere."""
+  if "reduction" in kwargs and "reduction" not in signature.parameters:
+    raise TypeError(f"{fn}() takes no `reduction`: jaxloss losses return per-example values; "
+                    f"reduce them with jaxloss.reduce, e.g. "
+                    f"`jaxloss.reduce(jaxloss.{fn}(...), \"mean\")` (or \"sum\", with "
+                    f"`where=` and `weights=`)")
+  try:
+    bound = signature.bind(*args, **kwargs)
+  except TypeError as e:
+    params = [p.replace(annotation=inspect.Parameter.empty)
+              for p in signature.parameters.values()]
+    short = inspect.Signature(params)
+    keyword_only = [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    hint = (f" ({', '.join(keyword_only)} {'is' if len(keyword_only) == 1 else 'are'} "
+            f"keyword-only)" if keyword_only and "positional" in str(e) else "")
+    raise TypeError(f"{fn}{short}: {e}{hint}") from None
+  bound.apply_defaults()
+  return bound
+
+
+def loss_jit(*, static: Sequence[str] = (), bounds: Mapping[str, Range] | None = None
+             ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+  """Decorator: ``jax.jit`` with static configuration arguments and hyper-parameter bounds.
+
+  Each bound is declared once, here; the wrapper checks it both ways (a concrete Python
+  number raises ``ValueError`` before tracing; a traced value or an array is checked by
+  ``checkify.debug_check`` inside the jitted function). The wrapped function keeps its
+  signature for type checkers and ``inspect.signature``.
 
   Args:
-    static_argnames: names of the static (hashable configuration) arguments.
-    ranges: ``{name: (low, high, low_open)}`` of float hyper-parameters; a concrete Python
-      number outside the range raises ``ValueError`` before tracing, a traced one is checked
-      by ``checkify.debug_check`` in the core (the core calls :func:`debug_check_range`).
+    static: names of the static (hashable configuration) arguments.
+    bounds: ``{name: Range(...)}`` of float hyper-parameters or floating array arguments;
+      ``None`` values are not checked.
   """
-  ranges = dict(ranges or {})
+  bounds = dict(bounds or {})
+  static = tuple(static)
 
-  def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-    jitted = jax.jit(fn, static_argnames=tuple(static_argnames), inline=True)
+  def wrap(fn: Callable[P, R]) -> Callable[P, R]:
+    name = fn.__name__
     signature = inspect.signature(fn)
+    for arg in (*static, *bounds):
+      if arg not in signature.parameters:
+        raise AssertionError(f"loss_jit: {name} has no argument {arg!r}")
 
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-      if ranges:
-        bound = signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        for name, (low, high, low_open) in ranges.items():
-          check_hyperparameter(fn.__name__, name, bound.arguments[name], low, high,
-                               low_open=low_open)
+    def checked(*args: P.args, **kwargs: P.kwargs) -> R:
+      if bounds:
+        _check_bounds(name, bounds, signature.bind(*args, **kwargs).arguments)
+      return fn(*args, **kwargs)
+
+    jitted = jax.jit(checked, static_argnames=static, inline=True)
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+      bound = _bind(name, signature, args, kwargs)
+      _check_static(name, static, bound.arguments)
+      concrete = {k: bound.arguments[k] for k in bounds if _is_concrete(bound.arguments[k])}
+      _check_bounds(name, {k: bounds[k] for k in concrete}, concrete)
       return jitted(*args, **kwargs)
 
-    wrapper.jitted = jitted  # exposes ``_cache_size`` to the re-tracing tests
     return wrapper
 
   return wrap
@@ -238,14 +307,16 @@ def class_labels_valid(fn: str, name: str, labels: jax.Array, num_classes: int) 
   return valid
 
 
-def poison_invalid(x: jax.Array, valid: jax.Array) -> jax.Array:
-  """``x`` where ``valid``, NaN elsewhere, in value and in gradient.
+def nan_where_invalid(loss: jax.Array, valid: jax.Array) -> jax.Array:
+  """The one bad-label rule: ``loss`` where ``valid``, NaN elsewhere, with a zero gradient there.
 
-  Multiplies by 1 or NaN instead of a ``where``: the example's loss is NaN, and its gradient
-  is NaN too wherever the loss depends on the inputs there (a ``where`` would send a silent,
-  finite 0 back instead).
+  ``loss`` must have been computed from inputs made safe at the invalid entries (the label
+  clipped into range, a ±1 label replaced by +1), so that its own gradient is finite there;
+  the ``where`` then sends exactly 0 back to the invalid entries. A row masked out afterwards
+  by ``reduce(where=...)`` cannot poison the gradient (0·NaN is NaN, jax #1052), while its
+  NaN value still shows up in any unmasked reduction.
   """
-  return x * jnp.where(valid, jnp.ones((), x.dtype), jnp.full((), jnp.nan, x.dtype))
+  return jnp.where(valid, loss, jnp.full((), jnp.nan, loss.dtype))
 
 
 @jax.custom_jvp

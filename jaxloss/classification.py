@@ -226,7 +226,7 @@ def _softmax_xent_jvp(axis, primals, tangents):
 _softmax_xent.defjvp(_softmax_xent_jvp, symbolic_zeros=True)
 
 
-@_numerics.loss_jit(static_argnames=("axis",), ranges={"label_smoothing": (0.0, 1.0, False)})
+@_numerics.loss_jit(static=("axis",), bounds={"label_smoothing": _numerics.Range(low=0.0, high=1.0)})
 def softmax_cross_entropy(logits: ArrayLike, labels: ArrayLike, axis: int = -1,
                           where: ArrayLike | None = None, *, label_smoothing: ArrayLike = 0.0,
                           class_weights: ArrayLike | None = None) -> jax.Array:
@@ -267,7 +267,6 @@ def softmax_cross_entropy(logits: ArrayLike, labels: ArrayLike, axis: int = -1,
     Architecture for Computer Vision", CVPR 2016 (label smoothing).
   """
   fn = "softmax_cross_entropy"
-  _numerics.debug_check_range(fn, "label_smoothing", label_smoothing, 0.0, 1.0)
   x, y, axis, mask = _probability_inputs(fn, logits, labels, axis, where)
   dtype = x.dtype
   t = _smooth(y, jnp.asarray(label_smoothing, dtype), mask, axis)
@@ -277,8 +276,8 @@ def softmax_cross_entropy(logits: ArrayLike, labels: ArrayLike, axis: int = -1,
   return loss.squeeze(axis).astype(logits.dtype)
 
 
-@_numerics.loss_jit(static_argnames=("axis", "ignore_index"),
-                    ranges={"label_smoothing": (0.0, 1.0, False)})
+@_numerics.loss_jit(static=("axis", "ignore_index"),
+                    bounds={"label_smoothing": _numerics.Range(low=0.0, high=1.0)})
 def softmax_cross_entropy_with_integer_labels(
     logits: ArrayLike, labels: ArrayLike, axis: int = -1, where: ArrayLike | None = None, *,
     label_smoothing: ArrayLike = 0.0, ignore_index: int | None = None,
@@ -327,7 +326,6 @@ def softmax_cross_entropy_with_integer_labels(
   fn = "softmax_cross_entropy_with_integer_labels"
   x = _numerics.check_floating(fn, "logits", logits)
   axis = _numerics.canonical_axis(fn, axis, x.ndim)
-  _numerics.debug_check_range(fn, "label_smoothing", label_smoothing, 0.0, 1.0)
   dtype, (x,) = _numerics.upcast(x)
   mask = _class_mask(fn, where, x, axis)
   index, bad, zero = _integer_labels(fn, labels, x, axis, mask, ignore_index)
@@ -520,7 +518,7 @@ def binary_cross_entropy(probs: ArrayLike, labels: ArrayLike) -> jax.Array:
   return -(_numerics.xlogy(y, p) + _numerics.xlogy(1.0 - y, 1.0 - p)).astype(dtype)
 
 
-@_numerics.loss_jit(ranges={"gamma": (0.0, None, False), "alpha": (0.0, 1.0, False)})
+@_numerics.loss_jit(bounds={"gamma": _numerics.Range(low=0.0), "alpha": _numerics.Range(low=0.0, high=1.0)})
 def sigmoid_focal_loss(logits: ArrayLike, labels: ArrayLike, *, alpha: ArrayLike | None = None,
                        gamma: ArrayLike = 2.0) -> jax.Array:
   """Sigmoid focal loss (Lin et al. 2017), optax's ``sigmoid_focal_loss``.
@@ -557,10 +555,8 @@ def sigmoid_focal_loss(logits: ArrayLike, labels: ArrayLike, *, alpha: ArrayLike
   """
   fn = "sigmoid_focal_loss"
   dtype, x, y = _binary_inputs(fn, logits, labels)
-  _numerics.debug_check_range(fn, "gamma", gamma, 0.0)
   loss = _sigmoid_focal(x, y, jnp.asarray(gamma, x.dtype))
   if alpha is not None:
-    _numerics.debug_check_range(fn, "alpha", alpha, 0.0, 1.0)
     a = jnp.asarray(alpha, x.dtype)
     loss = (a * y + (1.0 - a) * (1.0 - y)) * loss
   return loss.astype(dtype)
@@ -587,7 +583,7 @@ def _finish_integer(loss: jax.Array, bad: jax.Array, zero: jax.Array) -> jax.Arr
   return jnp.where(zero, 0.0, jnp.where(bad, jnp.nan, loss))
 
 
-@_numerics.loss_jit(static_argnames=("axis", "ignore_index"))
+@_numerics.loss_jit(static=("axis", "ignore_index"))
 def nll_loss(log_probs: ArrayLike, labels: ArrayLike, *, axis: int = -1,
              ignore_index: int | None = None,
              class_weights: ArrayLike | None = None) -> jax.Array:
@@ -622,7 +618,8 @@ def nll_loss(log_probs: ArrayLike, labels: ArrayLike, *, axis: int = -1,
   return _finish_integer(-w_y * lp_y, bad, zero).astype(log_probs.dtype)
 
 
-@_numerics.loss_jit(static_argnames=("axis",), ranges={"gamma": (0.0, None, False)})
+@_numerics.loss_jit(static=("axis",), bounds={"gamma": _numerics.Range(low=0.0),
+                                               "alpha": _numerics.Range(low=0.0)})
 def softmax_focal_loss(logits: ArrayLike, labels: ArrayLike, *, gamma: ArrayLike = 2.0,
                        alpha: ArrayLike | None = None, axis: int = -1) -> jax.Array:
   """Softmax focal loss, ``−α_y (1 − p_y)^γ log p_y`` with p = softmax(logits).
@@ -653,7 +650,6 @@ def softmax_focal_loss(logits: ArrayLike, labels: ArrayLike, *, gamma: ArrayLike
   fn = "softmax_focal_loss"
   x = _numerics.check_floating(fn, "logits", logits)
   axis = _numerics.canonical_axis(fn, axis, x.ndim)
-  _numerics.debug_check_range(fn, "gamma", gamma, 0.0)
   _, (x,) = _numerics.upcast(x)
   alpha_w = None
   if alpha is not None and jnp.ndim(alpha) == 1:
@@ -745,7 +741,7 @@ def _kl_jvp(log_targets, axis, primals, tangents):
   return _masked_sum(w * a, mask, axis), _masked_sum(tangent, mask, axis)
 
 
-@_numerics.loss_jit(static_argnames=("axis",))
+@_numerics.loss_jit(static=("axis",))
 def kl_divergence(log_predictions: ArrayLike, targets: ArrayLike, axis: int = -1,
                   where: ArrayLike | None = None) -> jax.Array:
   """Kullback–Leibler divergence KL(t ‖ q) = Σ_c t_c (log t_c − log q_c) (optax's).
@@ -779,7 +775,7 @@ def kl_divergence(log_predictions: ArrayLike, targets: ArrayLike, axis: int = -1
   return _kl(False, lp, t, mask, axis).astype(dtype)
 
 
-@_numerics.loss_jit(static_argnames=("axis",))
+@_numerics.loss_jit(static=("axis",))
 def kl_divergence_with_log_targets(log_predictions: ArrayLike, log_targets: ArrayLike,
                                    axis: int = -1, where: ArrayLike | None = None) -> jax.Array:
   """KL divergence with log-space targets, Σ_c exp(log t_c)(log t_c − log q_c) (optax's).
@@ -808,7 +804,7 @@ def kl_divergence_with_log_targets(log_predictions: ArrayLike, log_targets: Arra
   return _kl(True, lp, lt, mask, axis).astype(dtype)
 
 
-@_numerics.loss_jit(static_argnames=("axis",), ranges={"alpha": (0.0, 1.0, False)})
+@_numerics.loss_jit(static=("axis",), bounds={"alpha": _numerics.Range(low=0.0, high=1.0)})
 def smooth_labels(labels: ArrayLike, alpha: ArrayLike, *, axis: int = -1,
                   where: ArrayLike | None = None) -> jax.Array:
   """Label smoothing, ``(1 − α)·y + α/C`` (optax's ``smooth_labels``).
@@ -835,13 +831,12 @@ def smooth_labels(labels: ArrayLike, alpha: ArrayLike, *, axis: int = -1,
   fn = "smooth_labels"
   y = _numerics.check_floating(fn, "labels", labels)
   axis = _numerics.canonical_axis(fn, axis, y.ndim)
-  _numerics.debug_check_range(fn, "alpha", alpha, 0.0, 1.0)
   dtype, (y,) = _numerics.upcast(y)
   mask = _class_mask(fn, where, y, axis)
   return _smooth(y, jnp.asarray(alpha, dtype), mask, axis).astype(labels.dtype)
 
 
-@_numerics.loss_jit(static_argnames=("axis",))
+@_numerics.loss_jit(static=("axis",))
 def poly_loss_cross_entropy(logits: ArrayLike, labels: ArrayLike, *, epsilon: ArrayLike = 2.0,
                             axis: int = -1, where: ArrayLike | None = None) -> jax.Array:
   """Poly-1 loss (Leng et al. 2022): CE + ε·Σ_c y_c (1 − p_c) (optax's).

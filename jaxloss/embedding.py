@@ -104,8 +104,8 @@ def _same_shapes(fn: str, names: tuple[str, ...], arrays: tuple[jax.Array, ...])
                        f"{names[0]}.shape={first.shape} and {name}.shape={a.shape}")
 
 
-@_numerics.loss_jit(static_argnames=("axis", "norm_degree", "swap"),
-                    ranges={"eps": (0.0, None, False)})
+@_numerics.loss_jit(static=("axis", "norm_degree", "swap"),
+                    bounds={"eps": _numerics.Range(low=0.0)})
 def triplet_margin_loss(anchors: ArrayLike, positives: ArrayLike, negatives: ArrayLike,
                         axis: int = -1, norm_degree: float = 2, margin: ArrayLike = 1.0,
                         eps: ArrayLike = 1e-6, *, swap: bool = False) -> jax.Array:
@@ -158,7 +158,6 @@ def triplet_margin_loss(anchors: ArrayLike, positives: ArrayLike, negatives: Arr
                                                                            negatives)))
   _same_shapes(fn, names, arrays)
   axis = _numerics.canonical_axis(fn, axis, arrays[0].ndim)
-  _numerics.debug_check_range(fn, "eps", eps, 0.0)
   _, (a, p, n) = _numerics.upcast(*arrays)
   eps = jnp.asarray(eps, a.dtype)
   d_pos = _distance(a, p, eps, q, axis)
@@ -170,7 +169,7 @@ def triplet_margin_loss(anchors: ArrayLike, positives: ArrayLike, negatives: Arr
   return loss.astype(arrays[0].dtype)
 
 
-@_numerics.loss_jit(static_argnames=("axis",), ranges={"margin": (0.0, None, False)})
+@_numerics.loss_jit(static=("axis",), bounds={"margin": _numerics.Range(low=0.0)})
 def contrastive_loss(x1: ArrayLike, x2: ArrayLike, same: ArrayLike, *, margin: ArrayLike = 1.0,
                      axis: int = -1) -> jax.Array:
   """Contrastive loss of Hadsell, Chopra and LeCun (2006).
@@ -218,7 +217,6 @@ def contrastive_loss(x1: ArrayLike, x2: ArrayLike, same: ArrayLike, *, margin: A
   if s.shape != pair_shape and s.ndim != 0:
     raise ValueError(f"{fn}: `same` must have the shape of `x1` without axis {axis} (or be a "
                      f"scalar), got x1.shape={arrays[0].shape} and same.shape={s.shape}")
-  _numerics.debug_check_range(fn, "margin", margin, 0.0)
   _, (a, b) = _numerics.upcast(*arrays)
   s = s.astype(a.dtype)
   valid = (s >= 0) & (s <= 1)
@@ -290,7 +288,7 @@ def center_loss(features: ArrayLike, labels: ArrayLike, centers: ArrayLike) -> j
   return _numerics.poison_invalid(loss, valid).astype(x.dtype)
 
 
-@_numerics.loss_jit(ranges={"alpha": (0.0, 1.0, False)})
+@_numerics.loss_jit(bounds={"alpha": _numerics.Range(low=0.0, high=1.0)})
 def update_centers(centers: ArrayLike, features: ArrayLike, labels: ArrayLike, *,
                    alpha: ArrayLike = 0.5) -> jax.Array:
   """The center update of Wen et al. (2016), Eq. 4; pure: returns the new centers.
@@ -323,7 +321,6 @@ def update_centers(centers: ArrayLike, features: ArrayLike, labels: ArrayLike, *
   """
   fn = "update_centers"
   x, y, c, valid = _center_inputs(fn, features, labels, centers)
-  _numerics.debug_check_range(fn, "alpha", alpha, 0.0, 1.0)
   dtype = _center_dtype(x, c)
   x32, c32 = jax.lax.stop_gradient(x).astype(dtype), c.astype(dtype)
   num_classes = c.shape[0]

@@ -37,8 +37,8 @@ _CHUNK_BYTES = 32 * 2**20
 _MIN_CHUNK = 256
 _MAX_CHUNK = 4096
 
-_RANGES = {"z_loss": (0.0, None, False), "label_smoothing": (0.0, 1.0, False),
-           "logit_soft_cap": (0.0, None, True)}
+_BOUNDS = {"z_loss": _numerics.Range(low=0.0), "label_smoothing": _numerics.Range(0.0, 1.0),
+           "logit_soft_cap": _numerics.Range(low=0.0, low_open=True)}
 
 
 def _default_chunk(n: int, v: int) -> int:
@@ -245,12 +245,7 @@ def _chunk_size(fn: str, chunk_size: int | None, n: int, v: int) -> int:
   return min(int(chunk_size), v)
 
 
-def _hyperparameters(fn, z_loss, label_smoothing, logit_soft_cap):
-  for name, value in (("z_loss", z_loss), ("label_smoothing", label_smoothing),
-                      ("logit_soft_cap", logit_soft_cap)):
-    if value is not None:
-      _numerics.debug_check_range(fn, name, value, _RANGES[name][0], _RANGES[name][1],
-                                  low_open=_RANGES[name][2])
+def _hyperparameters(z_loss, label_smoothing, logit_soft_cap):
   cap = None if logit_soft_cap is None else jnp.asarray(logit_soft_cap, jnp.float32)
   return jnp.asarray(z_loss, jnp.float32), jnp.asarray(label_smoothing, jnp.float32), cap
 
@@ -294,7 +289,7 @@ def _token_loss(stats, bad, kept, v, z_loss, label_smoothing):
 # Public losses.
 # --------------------------------------------------------------------------------------------
 
-@_numerics.loss_jit(static_argnames=("chunk_size", "ignore_index"), ranges=_RANGES)
+@_numerics.loss_jit(static=("chunk_size", "ignore_index"), bounds=_BOUNDS)
 def linear_softmax_cross_entropy(hidden: ArrayLike, weight: ArrayLike, labels: ArrayLike, *,
                                  bias: ArrayLike | None = None, where: ArrayLike | None = None,
                                  chunk_size: int | None = None, z_loss: ArrayLike = 0.0,
@@ -360,15 +355,15 @@ def linear_softmax_cross_entropy(hidden: ArrayLike, weight: ArrayLike, labels: A
   h, w, b, labels, where = _inputs(fn, hidden, weight, labels, bias, where)
   (n, _), v = h.shape, w.shape[1]
   chunk = _chunk_size(fn, chunk_size, n, v)
-  z_loss, label_smoothing, cap = _hyperparameters(fn, z_loss, label_smoothing, logit_soft_cap)
+  z_loss, label_smoothing, cap = _hyperparameters(z_loss, label_smoothing, logit_soft_cap)
   kept = _kept(labels, where, ignore_index)
   bad = _bad_labels(fn, labels, kept, v)
   stats = _stats(chunk, _masked_hidden(h, kept), w, b, labels, cap)
   return _token_loss(stats, bad, kept, v, z_loss, label_smoothing)
 
 
-@_numerics.loss_jit(static_argnames=("mesh", "vocab_axis", "batch_axis", "chunk_size",
-                                     "ignore_index"), ranges=_RANGES)
+@_numerics.loss_jit(static=("mesh", "vocab_axis", "batch_axis", "chunk_size",
+                                     "ignore_index"), bounds=_BOUNDS)
 def vocab_parallel_linear_softmax_cross_entropy(
     hidden: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, mesh: Mesh,
     vocab_axis: str = "model", batch_axis: str = "data", bias: ArrayLike | None = None,
@@ -430,7 +425,7 @@ def vocab_parallel_linear_softmax_cross_entropy(
                      f"{n_batch} shards of mesh axis {batch_axis!r}")
   v_local = v // n_vocab
   chunk = _chunk_size(fn, chunk_size, n // n_batch, v_local)
-  z_loss, label_smoothing, cap = _hyperparameters(fn, z_loss, label_smoothing, logit_soft_cap)
+  z_loss, label_smoothing, cap = _hyperparameters(z_loss, label_smoothing, logit_soft_cap)
   kept = _kept(labels, where, ignore_index)
   bad = _bad_labels(fn, labels, kept, v)
 

@@ -252,7 +252,7 @@ def _crammer_singer(fn: str, scores: ArrayLike, labels: ArrayLike, axis: int,
   return _numerics.poison_invalid(loss, valid).astype(dtype)
 
 
-@_numerics.loss_jit(static_argnames=("axis",))
+@_numerics.loss_jit(static=("axis",))
 def multiclass_hinge_loss(scores: ArrayLike, labels: ArrayLike, *, axis: int = -1) -> jax.Array:
   """Multiclass hinge loss of Crammer and Singer (optax's ``multiclass_hinge_loss``).
 
@@ -285,7 +285,7 @@ def multiclass_hinge_loss(scores: ArrayLike, labels: ArrayLike, *, axis: int = -
   return _crammer_singer("multiclass_hinge_loss", scores, labels, axis, 1.0)
 
 
-@_numerics.loss_jit(static_argnames=("axis",))
+@_numerics.loss_jit(static=("axis",))
 def multiclass_perceptron_loss(scores: ArrayLike, labels: ArrayLike, *,
                                axis: int = -1) -> jax.Array:
   """Multiclass perceptron loss, ``max_j s_j − s_y`` (optax's ``multiclass_perceptron_loss``).
@@ -317,7 +317,7 @@ def multiclass_perceptron_loss(scores: ArrayLike, labels: ArrayLike, *,
   return _crammer_singer("multiclass_perceptron_loss", scores, labels, axis, 0.0)
 
 
-@_numerics.loss_jit(static_argnames=("axis",))
+@_numerics.loss_jit(static=("axis",))
 def multiclass_zero_one_loss(logits: ArrayLike, labels: ArrayLike, *, axis: int = -1
                              ) -> jax.Array:
   """Multiclass 0-1 loss: 1 if ``argmax_j logits_j != label`` else 0.
@@ -350,7 +350,7 @@ def multiclass_zero_one_loss(logits: ArrayLike, labels: ArrayLike, *, axis: int 
   return _numerics.poison_invalid(wrong, valid).astype(dtype)
 
 
-@_numerics.loss_jit(static_argnames=("p", "axis"))
+@_numerics.loss_jit(static=("p", "axis"))
 def multi_margin_loss(scores: ArrayLike, labels: ArrayLike, *, p: int = 1,
                       margin: ArrayLike = 1.0, class_weights: ArrayLike | None = None,
                       axis: int = -1) -> jax.Array:

@@ -87,7 +87,7 @@ def l2_loss(predictions: ArrayLike, targets: ArrayLike | None = None) -> jax.Arr
   return (0.5 * jnp.square(p - t)).astype(dtype)
 
 
-@_numerics.loss_jit(ranges={"beta": (0.0, None, False)})
+@_numerics.loss_jit(bounds={"beta": _numerics.Range(low=0.0)})
 def smooth_l1_loss(predictions: ArrayLike, targets: ArrayLike | None = None, *,
                    beta: ArrayLike = 1.0) -> jax.Array:
   """Smooth L1 loss (Girshick 2015, Fast R-CNN), with PyTorch's ``beta``.
@@ -117,7 +117,6 @@ def smooth_l1_loss(predictions: ArrayLike, targets: ArrayLike | None = None, *,
   """
   fn = "smooth_l1_loss"
   dtype, p, t = _numerics.elementwise_inputs(fn, predictions, targets)
-  _numerics.debug_check_range(fn, "beta", beta, 0.0)
   beta = jnp.asarray(beta, p.dtype)
   a = _numerics.abs0(p - t)
   # With q = min(|x|, β): ½q²/β + (|x| − q) is both branches at once; q = 0 when β = 0, so the
@@ -154,7 +153,7 @@ def _huber_jvp(primals, tangents):
   return value, tangent
 
 
-@_numerics.loss_jit(ranges={"delta": (0.0, None, True)})
+@_numerics.loss_jit(bounds={"delta": _numerics.Range(low=0.0, low_open=True)})
 def huber_loss(predictions: ArrayLike, targets: ArrayLike | None = None, *,
                delta: ArrayLike = 1.0) -> jax.Array:
   """Huber loss (Huber 1964), with optax's and PyTorch's ``delta``.
@@ -186,7 +185,6 @@ def huber_loss(predictions: ArrayLike, targets: ArrayLike | None = None, *,
   """
   fn = "huber_loss"
   dtype, p, t = _numerics.elementwise_inputs(fn, predictions, targets)
-  _numerics.debug_check_range(fn, "delta", delta, 0.0, low_open=True)
   delta = jnp.asarray(delta, p.dtype)
   x = p - t
   return _huber(x, delta).astype(dtype)
@@ -234,7 +232,7 @@ def log_cosh(predictions: ArrayLike, targets: ArrayLike | None = None) -> jax.Ar
   return _log_cosh(p - t).astype(dtype)
 
 
-@_numerics.loss_jit(ranges={"quantile": (0.0, 1.0, False)})
+@_numerics.loss_jit(bounds={"quantile": _numerics.Range(low=0.0, high=1.0)})
 def quantile_loss(predictions: ArrayLike, targets: ArrayLike, *,
                   quantile: ArrayLike = 0.5) -> jax.Array:
   """Quantile (pinball) loss (Koenker & Bassett 1978).
@@ -265,14 +263,13 @@ def quantile_loss(predictions: ArrayLike, targets: ArrayLike, *,
   """
   fn = "quantile_loss"
   dtype, p, t = _numerics.elementwise_inputs(fn, predictions, targets)
-  _numerics.debug_check_range(fn, "quantile", quantile, 0.0, 1.0)
   q = jnp.asarray(quantile, p.dtype)
   e = t - p
   # relu'(0) = 0 in JAX, so both terms give the sub-gradient 0 at e = 0.
   return (q * jax.nn.relu(e) + (1.0 - q) * jax.nn.relu(-e)).astype(dtype)
 
 
-@_numerics.loss_jit(static_argnames=("log_input", "full"), ranges={"eps": (0.0, None, False)})
+@_numerics.loss_jit(static=("log_input", "full"), bounds={"eps": _numerics.Range(low=0.0)})
 def poisson_nll_loss(input: ArrayLike, targets: ArrayLike, *, log_input: bool = True,  # noqa: A002
                      full: bool = False, eps: ArrayLike = 1e-8) -> jax.Array:
   """Negative log-likelihood of a Poisson target, with PyTorch's ``poisson_nll_loss`` semantics.
@@ -307,7 +304,6 @@ def poisson_nll_loss(input: ArrayLike, targets: ArrayLike, *, log_input: bool = 
   """
   fn = "poisson_nll_loss"
   dtype, x, t = _numerics.elementwise_inputs(fn, input, targets, "input", "targets")
-  _numerics.debug_check_range(fn, "eps", eps, 0.0)
   if log_input:
     loss = jnp.exp(x) - t * x
   else:
@@ -334,7 +330,7 @@ def _gaussian_variance(fn: str, mean: jax.Array, variance: jax.Array) -> jax.Arr
                    f"variance.shape={variance.shape}")
 
 
-@_numerics.loss_jit(static_argnames=("full",), ranges={"eps": (0.0, None, True)})
+@_numerics.loss_jit(static=("full",), bounds={"eps": _numerics.Range(low=0.0, low_open=True)})
 def gaussian_nll_loss(mean: ArrayLike, targets: ArrayLike, variance: ArrayLike, *,
                       full: bool = False, eps: ArrayLike = 1e-6) -> jax.Array:
   """Negative log-likelihood of a Gaussian target, with PyTorch's ``gaussian_nll_loss`` semantics.
@@ -372,8 +368,6 @@ def gaussian_nll_loss(mean: ArrayLike, targets: ArrayLike, variance: ArrayLike, 
   dtype, mu, t = _numerics.elementwise_inputs(fn, mean, targets, "mean", "targets")
   var = _numerics.check_floating(fn, "variance", variance)
   var = _gaussian_variance(fn, mu, var).astype(mu.dtype)
-  _numerics.debug_check_range(fn, "eps", eps, 0.0, low_open=True)
-  _numerics.debug_check_range(fn, "variance", var, 0.0)
   # Straight-through clamp: the value of max(σ², ε), the gradient of σ².
   v = var + jax.lax.stop_gradient(jnp.maximum(var, jnp.asarray(eps, var.dtype)) - var)
   e = mu - t

@@ -111,7 +111,7 @@ def l2_penalty(params: PyTree, *, mask: PyTree | None = None) -> jax.Array:
   return _penalties("l2_penalty", params, mask)[1]
 
 
-@_numerics.loss_jit(ranges={"l1_ratio": (0.0, 1.0, False)})
+@_numerics.loss_jit(bounds={"l1_ratio": _numerics.Range(low=0.0, high=1.0)})
 def elastic_net_penalty(params: PyTree, *, l1_ratio: ArrayLike = 0.5,
                         mask: PyTree | None = None) -> jax.Array:
   """Elastic-net penalty, ``r·Σ|w| + (1 − r)·½Σw²`` with ``r = l1_ratio``.
@@ -136,13 +136,12 @@ def elastic_net_penalty(params: PyTree, *, l1_ratio: ArrayLike = 0.5,
     2005.
   """
   fn = "elastic_net_penalty"
-  _numerics.debug_check_range(fn, "l1_ratio", l1_ratio, 0.0, 1.0)
   l1, l2 = _penalties(fn, params, mask)
   r = jnp.asarray(l1_ratio, l1.dtype)
   return r * l1 + (1.0 - r) * l2
 
 
-@_numerics.loss_jit(ranges={"l1": (0.0, None, False), "l2": (0.0, None, False)})
+@_numerics.loss_jit(bounds={"l1": _numerics.Range(low=0.0), "l2": _numerics.Range(low=0.0)})
 def structural_risk(losses: ArrayLike, params: PyTree, *, l1: ArrayLike = 0.0,
                     l2: ArrayLike = 0.0, where: ArrayLike | None = None,
                     mask: PyTree | None = None) -> jax.Array:
@@ -175,8 +174,6 @@ def structural_risk(losses: ArrayLike, params: PyTree, *, l1: ArrayLike = 0.0,
     minimisation).
   """
   fn = "structural_risk"
-  _numerics.debug_check_range(fn, "l1", l1, 0.0)
-  _numerics.debug_check_range(fn, "l2", l2, 0.0)
   losses = _numerics.check_floating(fn, "losses", losses)
   empirical = reduce(losses, "mean", where=where)
   pen1, pen2 = _penalties(fn, params, mask)
