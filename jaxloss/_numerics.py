@@ -199,12 +199,14 @@ def upcast(*arrays: jax.Array) -> tuple[jnp.dtype, list[jax.Array]]:
   return dtype, [a.astype(dtype) for a in arrays]
 
 
-def check_same_shape(fn: str, name_a: str, a: jax.Array, name_b: str, b: jax.Array) -> None:
-  """``ValueError`` naming both arguments unless ``b`` has ``a``'s shape or is a scalar."""
-  if b.shape != a.shape and b.ndim != 0:
-    raise ValueError(f"{fn}: `{name_a}` and `{name_b}` must have the same shape (or "
-                     f"`{name_b}` a scalar), got {name_a}.shape={a.shape} and "
-                     f"{name_b}.shape={b.shape}")
+def check_same_shape(fn: str, name_a: str, a: jax.Array, name_b: str, b: jax.Array, *,
+                     allow_scalar: bool = True) -> None:
+  """``ValueError`` naming both arguments unless ``b`` has ``a``'s shape (or is a scalar, when
+  ``allow_scalar``)."""
+  if b.shape != a.shape and not (allow_scalar and b.ndim == 0):
+    alternative = f" (or `{name_b}` a scalar)" if allow_scalar else ""
+    raise ValueError(f"{fn}: `{name_a}` and `{name_b}` must have the same shape{alternative}, "
+                     f"got {name_a}.shape={a.shape} and {name_b}.shape={b.shape}")
 
 
 def canonical_axis(fn: str, axis: int, ndim: int) -> int:

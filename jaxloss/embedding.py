@@ -96,14 +96,6 @@ def _check_norm_degree(fn: str, p: object) -> float:
   return float(p)
 
 
-def _same_shapes(fn: str, names: tuple[str, ...], arrays: tuple[jax.Array, ...]) -> None:
-  first = arrays[0]
-  for name, a in zip(names[1:], arrays[1:]):
-    if a.shape != first.shape:
-      raise ValueError(f"{fn}: `{names[0]}` and `{name}` must have the same shape, got "
-                       f"{names[0]}.shape={first.shape} and {name}.shape={a.shape}")
-
-
 @_numerics.loss_jit(static=("axis", "norm_degree", "swap"),
                     bounds={"eps": _numerics.Range(low=0.0)})
 def triplet_margin_loss(anchors: ArrayLike, positives: ArrayLike, negatives: ArrayLike,
@@ -156,7 +148,8 @@ def triplet_margin_loss(anchors: ArrayLike, positives: ArrayLike, negatives: Arr
   names = ("anchors", "positives", "negatives")
   arrays = tuple(_numerics.check_floating(fn, n, x) for n, x in zip(names, (anchors, positives,
                                                                            negatives)))
-  _same_shapes(fn, names, arrays)
+  for name, x in zip(names[1:], arrays[1:]):
+    _numerics.check_same_shape(fn, names[0], arrays[0], name, x, allow_scalar=False)
   axis = _numerics.canonical_axis(fn, axis, arrays[0].ndim)
   _, (a, p, n) = _numerics.upcast(*arrays)
   eps = jnp.asarray(eps, a.dtype)
@@ -165,7 +158,7 @@ def triplet_margin_loss(anchors: ArrayLike, positives: ArrayLike, negatives: Arr
   if swap:
     d_swap = _distance(p, n, eps, q, axis)
     d_neg = jnp.where(d_swap < d_neg, d_swap, d_neg)  # a tie keeps d(a, n), where min splits
-  loss = jax.nn.relu(jnp.asarray(margin, a.dtype) + (d_pos - d_neg))  # relu'(0) = 0
+  loss = _numerics.relu(jnp.asarray(margin, a.dtype) + (d_pos - d_neg))  # relu'(0) = 0
   return loss.astype(arrays[0].dtype)
 
 
@@ -208,7 +201,7 @@ def contrastive_loss(x1: ArrayLike, x2: ArrayLike, same: ArrayLike, *, margin: A
   """
   fn = "contrastive_loss"
   arrays = (_numerics.check_floating(fn, "x1", x1), _numerics.check_floating(fn, "x2", x2))
-  _same_shapes(fn, ("x1", "x2"), arrays)
+  _numerics.check_same_shape(fn, "x1", arrays[0], "x2", arrays[1], allow_scalar=False)
   axis = _numerics.canonical_axis(fn, axis, arrays[0].ndim)
   s = jnp.asarray(same)
   if s.dtype != jnp.bool_:
@@ -221,14 +214,15 @@ def contrastive_loss(x1: ArrayLike, x2: ArrayLike, same: ArrayLike, *, margin: A
   s = s.astype(a.dtype)
   valid = (s >= 0) & (s <= 1)
   _numerics.debug_check_labels(fn, "same", s, valid, "in [0, 1]")
+  s = jnp.where(valid, s, jnp.ones((), s.dtype))  # NaN below, with a zero gradient
   d = _euclidean(a, b, jnp.zeros((), a.dtype), axis)
-  push = jax.nn.relu(jnp.asarray(margin, a.dtype) - d)
+  push = _numerics.relu(jnp.asarray(margin, a.dtype) - d)
   zero = jnp.zeros((), a.dtype)
   # A term whose weight is 0 is left out, not multiplied by 0: ½d² may be inf (|x| ~ 1e30).
   pull = jnp.where(s == 0, zero, s * (d * d))
   push = jnp.where(s == 1, zero, (1.0 - s) * (push * push))
   loss = 0.5 * (pull + push)
-  return _numerics.poison_invalid(loss, valid).astype(arrays[0].dtype)
+  return _numerics.nan_where_invalid(loss, valid).astype(arrays[0].dtype)
 
 
 def _center_inputs(fn: str, features: ArrayLike, labels: ArrayLike, centers: ArrayLike
@@ -285,7 +279,7 @@ def center_loss(features: ArrayLike, labels: ArrayLike, centers: ArrayLike) -> j
   x32, c32 = x.astype(dtype), c.astype(dtype)
   diff = x32 - c32[y]
   loss = 0.5 * jnp.sum(diff * diff, axis=-1)
-  return _numerics.poison_invalid(loss, valid).astype(x.dtype)
+  return _numerics.nan_where_invalid(loss, valid).astype(x.dtype)
 
 
 @_numerics.loss_jit(bounds={"alpha": _numerics.Range(low=0.0, high=1.0)})

@@ -12,6 +12,8 @@ convex surrogates (hinge: SVMs; logistic: logistic regression; exponential: AdaB
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 
@@ -20,16 +22,19 @@ from jaxloss import _numerics
 ArrayLike = jax.typing.ArrayLike
 
 
-def _margins(fn: str, scores: ArrayLike, labels: ArrayLike, scores_name: str,
-             labels_name: str) -> tuple[jnp.dtype, jax.Array]:
-  """``(out_dtype, m = y·s)`` in the compute dtype; m is NaN where ``y`` is not −1 or +1.
+def _margin_loss(fn: str, scores: ArrayLike, labels: ArrayLike, scores_name: str,
+                 labels_name: str, of_margin: Callable[[jax.Array], jax.Array]) -> jax.Array:
+  """``of_margin(m)`` at the margin m = y·s, for labels ``y`` in {−1, +1}, in the scores' dtype.
 
-  A bad label poisons its margin (value and gradient) and fails ``checkify`` naming it.
+  A label that is neither −1 nor +1 gives NaN with a zero gradient (its margin is computed as
+  if the label were +1, then :func:`_numerics.nan_where_invalid`); ``checkify`` names the
+  first bad label.
   """
   dtype, s, y = _numerics.elementwise_inputs(fn, scores, labels, scores_name, labels_name)
   valid = (y == 1) | (y == -1)
   _numerics.debug_check_labels(fn, labels_name, jnp.asarray(labels), valid, "-1 or +1")
-  return dtype, _numerics.poison_invalid(y, valid) * s
+  m = jnp.where(valid, y, jnp.ones((), y.dtype)) * s
+  return _numerics.nan_where_invalid(of_margin(m), valid).astype(dtype)
 
 
 @_numerics.loss_jit()
@@ -58,9 +63,9 @@ def zero_one_loss(scores: ArrayLike, labels: ArrayLike) -> jax.Array:
     JASA 2006 (its convex surrogates).
   """
   scores = jax.lax.stop_gradient(jnp.asarray(scores))
-  dtype, m = _margins("zero_one_loss", scores, labels, "scores", "labels")
-  mistake = (m <= 0).astype(m.dtype)
-  return jnp.where(jnp.isnan(m), m, mistake).astype(dtype)
+  def mistake(m):
+    return jnp.where(jnp.isnan(m), m, (m <= 0).astype(m.dtype))
+  return _margin_loss("zero_one_loss", scores, labels, "scores", "labels", mistake)
 
 
 @_numerics.loss_jit()
@@ -87,8 +92,9 @@ def hinge_loss(predictor_outputs: ArrayLike, targets: ArrayLike) -> jax.Array:
     C. Cortes, V. Vapnik, "Support-Vector Networks", Machine Learning 1995;
     optax ``optax.losses.hinge_loss``.
   """
-  dtype, m = _margins("hinge_loss", predictor_outputs, targets, "predictor_outputs", "targets")
-  return _numerics.relu(1.0 - m).astype(dtype)  # relu'(0) = 0: the sub-gradient 0 at m = 1
+  # relu'(0) = 0: the sub-gradient 0 at m = 1.
+  return _margin_loss("hinge_loss", predictor_outputs, targets, "predictor_outputs", "targets",
+                      lambda m: _numerics.relu(1.0 - m))
 
 
 @_numerics.loss_jit()
@@ -114,10 +120,8 @@ def squared_hinge_loss(predictor_outputs: ArrayLike, targets: ArrayLike) -> jax.
     Y. Tang, "Deep Learning using Linear Support Vector Machines", 2013; scikit-learn
     ``LinearSVC(loss="squared_hinge")``.
   """
-  dtype, m = _margins("squared_hinge_loss", predictor_outputs, targets, "predictor_outputs",
-                      "targets")
-  h = jax.nn.relu(1.0 - m)
-  return (h * h).astype(dtype)
+  return _margin_loss("squared_hinge_loss", predictor_outputs, targets, "predictor_outputs",
+                      "targets", lambda m: jnp.square(_numerics.relu(1.0 - m)))
 
 
 @_numerics.loss_jit()
@@ -142,9 +146,9 @@ def perceptron_loss(predictor_outputs: ArrayLike, targets: ArrayLike) -> jax.Arr
     F. Rosenblatt, "The Perceptron", Psychological Review 1958;
     optax ``optax.losses.perceptron_loss``.
   """
-  dtype, m = _margins("perceptron_loss", predictor_outputs, targets, "predictor_outputs",
-                      "targets")
-  return _numerics.relu(-m).astype(dtype)  # relu'(0) = 0: the sub-gradient 0 at m = 0
+  # relu'(0) = 0: the sub-gradient 0 at m = 0.
+  return _margin_loss("perceptron_loss", predictor_outputs, targets, "predictor_outputs",
+                      "targets", lambda m: _numerics.relu(-m))
 
 
 @_numerics.loss_jit()
@@ -172,8 +176,8 @@ def logistic_loss(scores: ArrayLike, labels: ArrayLike) -> jax.Array:
     D. R. Cox, "The regression analysis of binary sequences", JRSS B 1958;
     PyTorch ``torch.nn.functional.soft_margin_loss`` (``reduction="none"``).
   """
-  dtype, m = _margins("logistic_loss", scores, labels, "scores", "labels")
-  return jax.nn.softplus(-m).astype(dtype)
+  return _margin_loss("logistic_loss", scores, labels, "scores", "labels",
+                      lambda m: jax.nn.softplus(-m))
 
 
 @_numerics.loss_jit()
@@ -201,8 +205,8 @@ def exponential_loss(scores: ArrayLike, labels: ArrayLike) -> jax.Array:
     application to boosting", JCSS 1997; J. Friedman, T. Hastie, R. Tibshirani, "Additive
     logistic regression", Ann. Statist. 2000.
   """
-  dtype, m = _margins("exponential_loss", scores, labels, "scores", "labels")
-  return jnp.exp(-m).astype(dtype)
+  return _margin_loss("exponential_loss", scores, labels, "scores", "labels",
+                      lambda m: jnp.exp(-m))
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,7 +218,7 @@ def _class_inputs(fn: str, scores: ArrayLike, labels: ArrayLike, axis: int
   """Checks scores and integer labels; returns ``(out_dtype, s, y, one_hot, valid)``.
 
   ``s`` has the class axis last and the compute dtype; ``y`` is the label with bad labels
-  replaced by 0 (their examples are poisoned by the caller through ``valid``).
+  replaced by 0 (the caller makes their examples NaN, with a zero gradient, through ``valid``).
   """
   s = _numerics.check_floating(fn, "scores", scores)
   y = _numerics.check_integer(fn, "labels", labels)
@@ -248,8 +252,8 @@ def _crammer_singer(fn: str, scores: ArrayLike, labels: ArrayLike, axis: int,
   others = jnp.where(one_hot, -jnp.inf, s)
   best_other = _label_score(others, jnp.argmax(others, axis=-1))
   # (s_j − s_y) first: with |s| = 1e30, margin + s_j would round the margin away.
-  loss = jax.nn.relu(margin + (best_other - _label_score(s, y)))
-  return _numerics.poison_invalid(loss, valid).astype(dtype)
+  loss = _numerics.relu(margin + (best_other - _label_score(s, y)))
+  return _numerics.nan_where_invalid(loss, valid).astype(dtype)
 
 
 @_numerics.loss_jit(static=("axis",))
@@ -347,7 +351,7 @@ def multiclass_zero_one_loss(logits: ArrayLike, labels: ArrayLike, *, axis: int 
   dtype, s, y, _, valid = _class_inputs(fn, logits, labels, axis)
   wrong = (jnp.argmax(s, axis=-1) != y).astype(s.dtype)
   wrong = jnp.where(jnp.any(jnp.isnan(s), axis=-1), jnp.nan, wrong)
-  return _numerics.poison_invalid(wrong, valid).astype(dtype)
+  return _numerics.nan_where_invalid(wrong, valid).astype(dtype)
 
 
 @_numerics.loss_jit(static=("p", "axis"))
@@ -392,7 +396,7 @@ def multi_margin_loss(scores: ArrayLike, labels: ArrayLike, *, p: int = 1,
   dtype, s, y, one_hot, valid = _class_inputs(fn, scores, labels, axis)
   num_classes = s.shape[-1]
   # relu'(0) = 0: the sub-gradient 0 at the kink h = 0.
-  h = jax.nn.relu(jnp.asarray(margin, s.dtype) + (s - _label_score(s, y)[..., None]))
+  h = _numerics.relu(jnp.asarray(margin, s.dtype) + (s - _label_score(s, y)[..., None]))
   if p == 2:
     h = h * h
   loss = jnp.sum(jnp.where(one_hot, jnp.zeros((), s.dtype), h), axis=-1) / num_classes
@@ -402,4 +406,4 @@ def multi_margin_loss(scores: ArrayLike, labels: ArrayLike, *, p: int = 1,
       raise ValueError(f"{fn}: `class_weights` must have shape (C,) = ({num_classes},), got "
                        f"class_weights.shape={w.shape} and scores.shape={jnp.shape(scores)}")
     loss = loss * w.astype(s.dtype)[y]
-  return _numerics.poison_invalid(loss, valid).astype(dtype)
+  return _numerics.nan_where_invalid(loss, valid).astype(dtype)

@@ -265,8 +265,8 @@ def quantile_loss(predictions: ArrayLike, targets: ArrayLike, *,
   dtype, p, t = _numerics.elementwise_inputs(fn, predictions, targets)
   q = jnp.asarray(quantile, p.dtype)
   e = t - p
-  # relu'(0) = 0 in JAX, so both terms give the sub-gradient 0 at e = 0.
-  return (q * jax.nn.relu(e) + (1.0 - q) * jax.nn.relu(-e)).astype(dtype)
+  # relu'(0) = 0, so both terms give the sub-gradient 0 at e = 0.
+  return (q * _numerics.relu(e) + (1.0 - q) * _numerics.relu(-e)).astype(dtype)
 
 
 @_numerics.loss_jit(static=("log_input", "full"), bounds={"eps": _numerics.Range(low=0.0)})
@@ -330,7 +330,8 @@ def _gaussian_variance(fn: str, mean: jax.Array, variance: jax.Array) -> jax.Arr
                    f"variance.shape={variance.shape}")
 
 
-@_numerics.loss_jit(static=("full",), bounds={"eps": _numerics.Range(low=0.0, low_open=True)})
+@_numerics.loss_jit(static=("full",), bounds={"eps": _numerics.Range(low=0.0, low_open=True),
+                                              "variance": _numerics.Range(low=0.0)})
 def gaussian_nll_loss(mean: ArrayLike, targets: ArrayLike, variance: ArrayLike, *,
                       full: bool = False, eps: ArrayLike = 1e-6) -> jax.Array:
   """Negative log-likelihood of a Gaussian target, with PyTorch's ``gaussian_nll_loss`` semantics.
