@@ -11,7 +11,7 @@ import functools
 import inspect
 import numbers
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -209,12 +209,39 @@ def check_same_shape(fn: str, name_a: str, a: jax.Array, name_b: str, b: jax.Arr
                      f"got {name_a}.shape={a.shape} and {name_b}.shape={b.shape}")
 
 
-def canonical_axis(fn: str, axis: int, ndim: int) -> int:
-  """``axis`` as a non-negative int; ``ValueError`` if out of range for ``ndim``."""
+def check_reduce_masks(fn: str, losses: jax.Array, where: jax.typing.ArrayLike | None,
+                       weights: jax.typing.ArrayLike | None
+                       ) -> tuple[jax.Array | None, jax.Array | None]:
+  """Checks ``reduce``-style ``where`` (boolean) and ``weights`` (real) against ``losses``: the
+  same shape, or one that broadcasts to it at the same rank (or a scalar); errors name ``fn``."""
+  for name, arr in (("where", where), ("weights", weights)):
+    if arr is not None:
+      shape = jnp.shape(arr)
+      try:
+        broadcast = jnp.broadcast_shapes(shape, losses.shape) == losses.shape
+      except ValueError:
+        broadcast = False
+      if not broadcast or len(shape) not in (0, losses.ndim):
+        raise ValueError(f"{fn}: `{name}` must have the shape of `losses` (or broadcast to it "
+                         f"at the same rank), got losses.shape={losses.shape} and "
+                         f"{name}.shape={shape}")
+  if where is not None:
+    where = jnp.asarray(where)
+    if where.dtype != jnp.bool_:
+      raise TypeError(f"{fn}: `where` must be a boolean mask, got {where.dtype}")
+  if weights is not None:
+    weights = check_numeric(fn, "weights", weights)
+  return where, weights
+
+
+def canonical_axis(fn: str, axis: int, ndim: int, *, name: str | None = None) -> int:
+  """``axis`` as a non-negative int; ``ValueError`` if out of range for ``ndim``, naming the
+  argument ``name`` it indexes (e.g. ``"anchors"``) when given."""
   if not isinstance(axis, int):
     raise TypeError(f"{fn}: `axis` must be an int, got {axis!r}")
   if not -ndim <= axis < ndim:
-    raise ValueError(f"{fn}: axis={axis} is out of range for logits of rank {ndim}")
+    what = "an input" if name is None else f"`{name}`"
+    raise ValueError(f"{fn}: axis={axis} is out of range for {what} of rank {ndim}")
   return axis % ndim
 
 
@@ -269,14 +296,53 @@ def _abs0_jvp(primals, tangents):
   return jnp.abs(x), jnp.sign(x) * dx
 
 
+@jax.custom_jvp
+def xmul(w: jax.Array, a: jax.Array) -> jax.Array:
+  """w·a with 0·a = 0 even where ``a`` is inf: a term whose weight is 0 is left out.
+
+  Derivatives: ``a`` in ``w`` (also at w = 0, where a ``where(w == 0, 0, w·a)`` would give 0)
+  and ``w`` in ``a`` (0 where w = 0).
+  """
+  return jnp.where(w == 0, jnp.zeros_like(a), w * a)
+
+
+@functools.partial(xmul.defjvp, symbolic_zeros=True)
+def _xmul_jvp(primals, tangents):
+  (w, a), (dw, da) = primals, tangents
+  out = xmul(w, a)
+  tangent = jnp.zeros_like(out)
+  if nonzero(dw):
+    tangent = tangent + dw * a
+  if nonzero(da):
+    tangent = tangent + xmul(w, da)
+  return out, tangent
+
+
+@jax.custom_jvp
 def xlogy(x: jax.Array, y: jax.Array) -> jax.Array:
   """x·log(y) with 0·log(0) = 0, and finite gradients in ``y`` where x = 0.
 
   ``jax.scipy.special.xlogy`` gives the right value but its gradient in ``y`` at y = 0 is
   0·inf = NaN; here y is replaced by 1 where x = 0 before the log (optax PR #1786).
+  Derivatives: log(y) in ``x`` (also at x = 0, where a plain ``where`` would give 0: the soft
+  label derivative of a cross-entropy), x/y in ``y`` and 0 where x = 0.
   """
   zero = x == 0
   return jnp.where(zero, jnp.zeros_like(x), x * jnp.log(jnp.where(zero, jnp.ones_like(y), y)))
+
+
+@functools.partial(xlogy.defjvp, symbolic_zeros=True)
+def _xlogy_jvp(primals, tangents):
+  (x, y), (dx, dy) = primals, tangents
+  out = xlogy(x, y)
+  tangent = jnp.zeros_like(out)
+  if nonzero(dx):
+    tangent = tangent + dx * jnp.log(y)  # the term is skipped when x is not differentiated
+  if nonzero(dy):
+    zero = x == 0
+    tangent = tangent + jnp.where(zero, jnp.zeros_like(out),
+                                  x / jnp.where(zero, jnp.ones_like(y), y) * dy)
+  return out, tangent
 
 
 # --------------------------------------------------------------------------------------------
@@ -302,8 +368,16 @@ def debug_check_labels(fn: str, name: str, labels: jax.Array, valid: jax.Array,
                        f"got {{}}", first_bad)
 
 
+def wide_labels(labels: jax.Array) -> jax.Array:
+  """Integer labels in a dtype that holds every class index: int8/uint8/int16/uint16 widened to
+  int32, so that ``labels < num_classes`` is not computed modulo 256 (uint8 labels with 260
+  classes would wrap 260 to 4 and call label 5 out of range)."""
+  return labels.astype(jnp.int32) if labels.dtype.itemsize < 4 else labels
+
+
 def class_labels_valid(fn: str, name: str, labels: jax.Array, num_classes: int) -> jax.Array:
   """Boolean mask of the integer labels in [0, num_classes); :func:`debug_check_labels` too."""
+  labels = wide_labels(labels)
   valid = (labels >= 0) & (labels < num_classes)
   debug_check_labels(fn, name, labels, valid, f"in [0, {num_classes})")
   return valid
@@ -337,3 +411,174 @@ def relu(x: jax.Array) -> jax.Array:
 def _relu_jvp(primals, tangents):
   (x,), (dx,) = primals, tangents
   return relu(x), jnp.where(x > 0, dx, jnp.zeros((), dx.dtype))
+
+
+# ============================================================================================
+# Class-axis inputs: the checks every loss with classes along an axis shares (the softmax and
+# KL families; the multiclass margin losses). Each message names the arguments as the caller
+# wrote them (`logits`, `log_probs`, `scores`, `log_predictions`), never "logits" for all.
+# ============================================================================================
+
+def broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+  """Whether an array of ``shape`` broadcasts to ``target`` without growing it (NumPy's rule,
+  decided here so that a mismatch gets our message rather than JAX's)."""
+  if len(shape) > len(target):
+    return False
+  return all(s in (1, t) for s, t in zip(shape[::-1], target[::-1]))
+
+
+class ClassInputs(NamedTuple):
+  """A class-axis array checked by :func:`class_inputs`."""
+  dtype: jnp.dtype  # the array's own dtype: the dtype the loss returns
+  x: jax.Array      # the array in the compute dtype (bf16/fp16 widened to float32)
+  axis: int         # the class axis, non-negative
+
+
+def class_inputs(fn: str, x: jax.typing.ArrayLike, axis: int, *,
+                 name: str = "logits") -> ClassInputs:
+  """Checks a floating array with classes along ``axis``; ``name`` is the argument's name."""
+  x = check_floating(fn, name, x)
+  axis = canonical_axis(fn, axis, x.ndim, name=name)
+  _, (xc,) = upcast(x)
+  return ClassInputs(x.dtype, xc, axis)
+
+
+class ProbabilityInputs(NamedTuple):
+  """Two same-shaped class-axis arrays checked by :func:`probability_inputs`."""
+  dtype: jnp.dtype        # the first array's own dtype: the dtype the loss returns
+  x: jax.Array            # the first array (logits, log-predictions) in the compute dtype
+  y: jax.Array            # the second (probabilities, log-probabilities) in the same dtype
+  axis: int               # the class axis, non-negative
+  mask: jax.Array | None  # ``where`` as a boolean array of ``x``'s shape (see class_mask)
+
+
+def probability_inputs(fn: str, x: jax.typing.ArrayLike, y: jax.typing.ArrayLike, axis: int,
+                       where: jax.typing.ArrayLike | None, *, x_name: str = "logits",
+                       y_name: str = "labels") -> ProbabilityInputs:
+  """Checks a class-axis array against a same-shaped floating target (probabilities or
+  log-probabilities) and a class mask; both are returned in their common compute dtype."""
+  xa = check_floating(fn, x_name, x)
+  ya = check_floating(fn, y_name, y)
+  if ya.shape != xa.shape:
+    raise ValueError(f"{fn}: `{x_name}` and `{y_name}` must have the same shape, got "
+                     f"{x_name}.shape={xa.shape} and {y_name}.shape={ya.shape}")
+  axis = canonical_axis(fn, axis, xa.ndim, name=x_name)
+  _, (xc, yc) = upcast(xa, ya)
+  return ProbabilityInputs(xa.dtype, xc, yc, axis,
+                           class_mask(fn, where, xc, axis, name=x_name))
+
+
+def class_mask(fn: str, where: jax.typing.ArrayLike | None, x: jax.Array, axis: int, *,
+               name: str = "logits") -> jax.Array | None:
+  """``where`` as a boolean mask of ``x``'s shape, or ``None``.
+
+  ``where`` has ``x``'s shape (it masks classes) or ``x``'s shape without ``axis`` (it masks
+  whole rows), either up to broadcasting; anything else raises ``ValueError`` naming ``where``
+  and ``name``, the argument ``x`` came from.
+  """
+  if where is None:
+    return None
+  m = jnp.asarray(where)
+  if m.dtype != jnp.bool_:
+    raise TypeError(f"{fn}: `where` must be a boolean mask, got {m.dtype}")
+  if m.ndim == x.ndim - 1:
+    m = jnp.expand_dims(m, axis)
+  if m.ndim != x.ndim or not broadcasts_to(m.shape, x.shape):
+    raise ValueError(f"{fn}: `where` must have the shape of `{name}` or of `{name}` without "
+                     f"axis {axis}, got where.shape={jnp.shape(where)} and "
+                     f"{name}.shape={x.shape}")
+  return jnp.broadcast_to(m, x.shape)
+
+
+def per_class(fn: str, name: str, value: jax.typing.ArrayLike, x: jax.Array, axis: int, *,
+              x_name: str = "logits") -> jax.Array:
+  """A floating (C,) per-class array (``class_weights``, a per-class ``alpha``) in ``x``'s
+  dtype, reshaped to broadcast along ``x``'s class axis; ``ValueError`` naming both otherwise."""
+  v = check_floating(fn, name, value)
+  n_classes = x.shape[axis]
+  if v.shape != (n_classes,):
+    raise ValueError(f"{fn}: `{name}` must have shape ({n_classes},), one entry per class of "
+                     f"{x_name}.shape={x.shape} along axis {axis}, got {name}.shape={v.shape}")
+  shape = [1] * x.ndim
+  shape[axis] = n_classes
+  return v.astype(x.dtype).reshape(shape)
+
+
+def _equals(labels: jax.Array, value: int) -> jax.Array:
+  """``labels == value`` without wrapping ``value`` into the labels' dtype (uint8 −100 = 156)."""
+  info = jnp.iinfo(labels.dtype)
+  if not info.min <= value <= info.max:
+    return jnp.zeros(labels.shape, bool)
+  return labels == value
+
+
+class ClassLabels(NamedTuple):
+  """Integer class labels checked by :func:`class_labels`, and the bad-label rule for them.
+
+  A loss computes its value from ``index`` (every entry a class in range, so the value and
+  its gradient are finite for every row) and passes it through :meth:`finish`.
+  """
+  index: jax.Array  # the labels clipped into [0, C), class axis kept (size 1): for
+                    # take_along_axis and for an iota comparison inside a tangent
+  valid: jax.Array  # batch-shaped: the label is a class in range that `where` leaves
+                    # unmasked, or the row is a `zero` row
+  zero: jax.Array   # batch-shaped: the row's loss is 0 (its label is `ignore_index`, or
+                    # `where` masks every class of the row: optax's rule)
+
+  def finish(self, loss: jax.Array) -> jax.Array:
+    """``loss`` (batch-shaped) with 0 at the ``zero`` rows and NaN at the invalid ones, each
+    with a zero gradient (:func:`nan_where_invalid`)."""
+    return nan_where_invalid(jnp.where(self.zero, jnp.zeros((), loss.dtype), loss), self.valid)
+
+
+def class_labels(fn: str, labels: jax.typing.ArrayLike, x: jax.Array, axis: int, *,
+                 name: str = "labels", x_name: str = "logits", mask: jax.Array | None = None,
+                 ignore_index: int | None = None) -> ClassLabels:
+  """Checks integer labels against a class-axis array ``x`` (canonical ``axis``).
+
+  ``TypeError`` unless the labels are integer, ``ValueError`` (naming ``name`` and
+  ``x_name``) unless their shape is ``x``'s without ``axis``. A label outside [0, C) other
+  than ``ignore_index``, or one pointing at a class ``mask`` (of ``x``'s shape) takes out, is
+  invalid: :meth:`ClassLabels.finish` gives its row NaN with a zero gradient, and under
+  ``checkify`` an error names it. The comparisons run in a dtype wide enough for C, so uint8
+  labels with more than 255 classes are read as the numbers they are.
+  """
+  y = check_integer(fn, name, labels)
+  batch_shape = x.shape[:axis] + x.shape[axis + 1:]
+  if y.shape != batch_shape:
+    raise ValueError(f"{fn}: `{name}` must have the shape of `{x_name}` without axis {axis}, "
+                     f"{batch_shape}, got {x_name}.shape={x.shape} and {name}.shape={y.shape}")
+  n_classes = x.shape[axis]
+  wide = y.astype(jnp.int32) if y.dtype.itemsize < 4 else y
+  in_range = (wide >= 0) & (wide < n_classes)
+  index = jnp.expand_dims(jnp.clip(wide, 0, max(n_classes - 1, 0)), axis)
+  zero = jnp.zeros(y.shape, bool) if ignore_index is None else _equals(y, ignore_index)
+  valid = in_range
+  expected = f"in [0, {n_classes})"
+  if mask is not None:
+    zero = zero | ~jnp.any(mask, axis)
+    valid = valid & jnp.take_along_axis(mask, index, axis).squeeze(axis)
+    expected += " and a class that `where` leaves unmasked"
+  if ignore_index is not None:
+    expected += f" (or ignore_index={ignore_index})"
+  valid = valid | zero
+  debug_check_labels(fn, name, y, valid, expected)
+  return ClassLabels(index, valid, zero)
+
+
+# ============================================================================================
+# Forward-only fast paths: a fused pass whose only failure mode is a NaN.
+# ============================================================================================
+
+def fused_or_exact(fast: Callable[[], jax.Array], exact: Callable[[], jax.Array]) -> jax.Array:
+  """``fast()``, or ``exact()`` where ``fast()`` holds a NaN anywhere.
+
+  For the primal of a ``custom_jvp`` (it runs only when nothing differentiates the loss):
+  ``fast`` is plain arithmetic that XLA fuses into one pass, ``exact`` the guarded form. The
+  invariant the caller must keep: wherever ``fast`` gives no NaN it equals ``exact`` (up to
+  rounding), and every input on which the guards matter (0·(−inf), an infinite maximum, a NaN
+  input) makes ``fast`` NaN somewhere. ``exact`` runs under ``lax.cond``, for the whole batch,
+  only then (under ``vmap`` the ``cond`` becomes a select and both run).
+  """
+  value = fast()
+  return jax.lax.cond(jnp.any(jnp.isnan(value)), exact, lambda: value)

@@ -217,11 +217,9 @@ def contrastive_loss(x1: ArrayLike, x2: ArrayLike, same: ArrayLike, *, margin: A
   s = jnp.where(valid, s, jnp.ones((), s.dtype))  # NaN below, with a zero gradient
   d = _euclidean(a, b, jnp.zeros((), a.dtype), axis)
   push = _numerics.relu(jnp.asarray(margin, a.dtype) - d)
-  zero = jnp.zeros((), a.dtype)
-  # A term whose weight is 0 is left out, not multiplied by 0: ½d² may be inf (|x| ~ 1e30).
-  pull = jnp.where(s == 0, zero, s * (d * d))
-  push = jnp.where(s == 1, zero, (1.0 - s) * (push * push))
-  loss = 0.5 * (pull + push)
+  # A term whose weight is 0 is left out, not multiplied by 0: ½d² may be inf (|x| ~ 1e30);
+  # xmul keeps the derivative in `same` (½d² − ½push²) at same ∈ {0, 1}.
+  loss = 0.5 * (_numerics.xmul(s, d * d) + _numerics.xmul(1.0 - s, push * push))
   return _numerics.nan_where_invalid(loss, valid).astype(arrays[0].dtype)
 
 

@@ -397,9 +397,10 @@ def multi_margin_loss(scores: ArrayLike, labels: ArrayLike, *, p: int = 1,
   num_classes = s.shape[-1]
   # relu'(0) = 0: the sub-gradient 0 at the kink h = 0.
   h = _numerics.relu(jnp.asarray(margin, s.dtype) + (s - _label_score(s, y)[..., None]))
-  if p == 2:
-    h = h * h
-  loss = jnp.sum(jnp.where(one_hot, jnp.zeros((), s.dtype), h), axis=-1) / num_classes
+  # Divided by C before the sum (and, for p = 2, before the square's second factor): the
+  # sum of C squares near float32's maximum would overflow where the mean does not.
+  h = h * (h / num_classes) if p == 2 else h / num_classes
+  loss = jnp.sum(jnp.where(one_hot, jnp.zeros((), s.dtype), h), axis=-1)
   if class_weights is not None:
     w = _numerics.check_numeric(fn, "class_weights", class_weights)
     if w.shape != (num_classes,):

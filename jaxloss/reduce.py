@@ -49,37 +49,41 @@ def reduce(losses: jax.typing.ArrayLike, reduction: str = "mean", *,
   Args:
     losses: per-example losses, any shape ``S``.
     reduction: ``"none"`` (returns ``m·w·ℓ`` of shape ``S``), ``"mean"`` or ``"sum"``.
-    where: optional boolean mask of shape ``S`` (or broadcastable to it); masked entries
-      contribute exactly 0 to the value and the gradient, even when they hold NaN or inf.
+    where: optional boolean mask of shape ``S`` (or broadcastable to it at the same rank);
+      masked entries contribute exactly 0 to the value and to the gradient with respect to
+      ``losses``, even when they hold NaN or inf.
     weights: optional non-negative weights, shape ``S`` or broadcastable to it.
 
   Returns:
     A scalar for ``"mean"``/``"sum"``, an array of shape ``S`` for ``"none"``, in the dtype of
     ``losses`` (accumulated in float32 or wider).
 
+  What a mask can and cannot guarantee:
+    The gradient reaching a masked entry's loss is exactly 0, so the parameters see nothing of
+    it, provided the loss's own derivative there is finite. Every jaxloss loss keeps that for
+    bad labels (NaN value, zero gradient) and for ``ignore_index`` (0, zero gradient). It cannot
+    hold for NaN or inf *inputs* (a NaN in the logits of a padded row): the loss's derivative
+    is NaN there, and 0·NaN is NaN (jax #1052). Mask such inputs before the loss, e.g.
+    ``logits = jnp.where(keep[:, None], logits, 0.0)``.
+
   Edge cases:
     An empty or fully masked batch (or all weights 0) has mean 0 and sum 0, with zero gradient.
     A NaN in an unmasked entry propagates to the result.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp, jaxloss
+    >>> logits = jnp.array([[2.0, 0.5, -1.0], [0.3, 0.2, 0.1]])
+    >>> labels = jnp.array([0, -100])  # PyTorch's padding label
+    >>> loss = lambda x: jaxloss.reduce(
+    ...     jaxloss.softmax_cross_entropy_with_integer_labels(x, labels), where=labels != -100)
+    >>> print(f"{loss(logits):.4f}")
+    0.2413
+    >>> print(jax.grad(loss)(logits)[1])
+    [0. 0. 0.]
   """
   fn = "reduce"
   if reduction not in _REDUCTIONS:
     raise ValueError(f"{fn}: unknown reduction={reduction!r}; expected one of {_REDUCTIONS}")
   losses = _numerics.check_floating(fn, "losses", losses)
-  for name, arr in (("where", where), ("weights", weights)):
-    if arr is not None:
-      shape = jnp.shape(arr)
-      try:
-        broadcast = jnp.broadcast_shapes(shape, losses.shape) == losses.shape
-      except ValueError:
-        broadcast = False
-      if not broadcast or len(shape) not in (0, losses.ndim):
-        raise ValueError(f"{fn}: `{name}` must have the shape of `losses` (or broadcast to it "
-                         f"at the same rank), got losses.shape={losses.shape} and "
-                         f"{name}.shape={shape}")
-  if where is not None:
-    where = jnp.asarray(where)
-    if where.dtype != jnp.bool_:
-      raise TypeError(f"{fn}: `where` must be a boolean mask, got {where.dtype}")
-  if weights is not None:
-    weights = _numerics.check_numeric(fn, "weights", weights)
+  where, weights = _numerics.check_reduce_masks(fn, losses, where, weights)
   return _reduce(losses, reduction, where, weights)

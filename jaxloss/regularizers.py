@@ -138,7 +138,8 @@ def elastic_net_penalty(params: PyTree, *, l1_ratio: ArrayLike = 0.5,
   fn = "elastic_net_penalty"
   l1, l2 = _penalties(fn, params, mask)
   r = jnp.asarray(l1_ratio, l1.dtype)
-  return r * l1 + (1.0 - r) * l2
+  # xmul: a penalty whose weight is 0 is left out (½Σw² is inf at |w| = 1e20, and 0·inf NaN).
+  return _numerics.xmul(r, l1) + _numerics.xmul(1.0 - r, l2)
 
 
 @_numerics.loss_jit(bounds={"l1": _numerics.Range(low=0.0), "l2": _numerics.Range(low=0.0)})
@@ -175,8 +176,9 @@ def structural_risk(losses: ArrayLike, params: PyTree, *, l1: ArrayLike = 0.0,
   """
   fn = "structural_risk"
   losses = _numerics.check_floating(fn, "losses", losses)
+  where, _ = _numerics.check_reduce_masks(fn, losses, where, None)
   empirical = reduce(losses, "mean", where=where)
   pen1, pen2 = _penalties(fn, params, mask)
   dtype = _numerics.compute_dtype(empirical, pen1)
-  return (empirical.astype(dtype) + jnp.asarray(l1, dtype) * pen1.astype(dtype)
-          + jnp.asarray(l2, dtype) * pen2.astype(dtype))
+  return (empirical.astype(dtype) + _numerics.xmul(jnp.asarray(l1, dtype), pen1.astype(dtype))
+          + _numerics.xmul(jnp.asarray(l2, dtype), pen2.astype(dtype)))
