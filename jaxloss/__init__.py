@@ -6,19 +6,7 @@ Every loss is a pure, jitted function returning unreduced per-example values;
 
 __version__ = "0.1.0"
 
-from jaxloss.classification import (
-    binary_cross_entropy,
-    kl_divergence,
-    kl_divergence_with_log_targets,
-    nll_loss,
-    poly_loss_cross_entropy,
-    sigmoid_binary_cross_entropy,
-    sigmoid_focal_loss,
-    smooth_labels,
-    softmax_cross_entropy,
-    softmax_cross_entropy_with_integer_labels,
-    softmax_focal_loss,
-)
+from jaxloss.divergence import kl_divergence, kl_divergence_with_log_targets
 from jaxloss.embedding import (
     center_loss,
     contrastive_loss,
@@ -58,6 +46,33 @@ from jaxloss.regularizers import (
     l1_penalty,
     l2_penalty,
     structural_risk,
+)
+from jaxloss.sigmoid import binary_cross_entropy, sigmoid_binary_cross_entropy, sigmoid_focal_loss
+from jaxloss.softmax import (
+    nll_loss,
+    poly_loss_cross_entropy,
+    smooth_labels,
+    softmax_cross_entropy,
+    softmax_cross_entropy_with_integer_labels,
+    softmax_focal_loss,
+)
+# language-model post-training (issue 17)
+from jaxloss.distillation import (
+    generalized_jsd,
+    reverse_kl_divergence,
+    total_variation_distance,
+)
+from jaxloss.language_model import sequence_log_probs, token_entropy, token_log_probs
+from jaxloss.preference import (
+    clipped_policy_loss,
+    cpo_loss,
+    dpo_loss,
+    group_advantages,
+    kl_penalty,
+    kto_loss,
+    orpo_loss,
+    sequence_clipped_policy_loss,
+    simpo_loss,
 )
 
 __all__ = [
@@ -109,4 +124,22 @@ __all__ = [
     "l1_penalty",
     "l2_penalty",
     "structural_risk",
+    # language model (issue 17)
+    "sequence_log_probs",
+    "token_entropy",
+    "token_log_probs",
+    # preference and policy-gradient objectives (issue 17)
+    "clipped_policy_loss",
+    "cpo_loss",
+    "dpo_loss",
+    "group_advantages",
+    "kl_penalty",
+    "kto_loss",
+    "orpo_loss",
+    "sequence_clipped_policy_loss",
+    "simpo_loss",
+    # distillation (issue 17)
+    "generalized_jsd",
+    "reverse_kl_divergence",
+    "total_variation_distance",
 ]

@@ -540,7 +540,7 @@ def class_labels(fn: str, labels: jax.typing.ArrayLike, x: jax.Array, axis: int,
   ``x_name``) unless their shape is ``x``'s without ``axis``. A label outside [0, C) other
   than ``ignore_index``, or one pointing at a class ``mask`` (of ``x``'s shape) takes out, is
   invalid: :meth:`ClassLabels.finish` gives its row NaN with a zero gradient, and under
-  ``checkify`` an error names it. The comparisons run in a dtype wide enough for C, so uint8
+  ``checkify`` an error names it. The comparisons run in :func:`wide_labels`' dtype, so uint8
   labels with more than 255 classes are read as the numbers they are.
   """
   y = check_integer(fn, name, labels)
@@ -549,7 +549,7 @@ def class_labels(fn: str, labels: jax.typing.ArrayLike, x: jax.Array, axis: int,
     raise ValueError(f"{fn}: `{name}` must have the shape of `{x_name}` without axis {axis}, "
                      f"{batch_shape}, got {x_name}.shape={x.shape} and {name}.shape={y.shape}")
   n_classes = x.shape[axis]
-  wide = y.astype(jnp.int32) if y.dtype.itemsize < 4 else y
+  wide = wide_labels(y)
   in_range = (wide >= 0) & (wide < n_classes)
   index = jnp.expand_dims(jnp.clip(wide, 0, max(n_classes - 1, 0)), axis)
   zero = jnp.zeros(y.shape, bool) if ignore_index is None else _equals(y, ignore_index)

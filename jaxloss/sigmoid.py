@@ -1,0 +1,268 @@
+"""Binary (sigmoid) family: sigmoid cross-entropy, binary cross-entropy on probabilities, and the
+sigmoid focal loss.
+
+Every loss is elementwise: ``logits`` (or ``probs``) and ``labels`` have the same shape (a
+scalar label is allowed) and the result has that shape. Labels are 0/1 or probabilities in
+[0, 1], integer or floating (as optax). bf16/fp16 inputs are computed in float32 and returned in
+the logits' dtype.
+
+Two closed-form derivatives (``jax.custom_jvp``, forward and reverse mode), ``_sigmoid_xent``
+and ``_sigmoid_focal``, share one ``e = exp(−|x|)``: it gives σ(x) = 1/(1 + e) or e/(1 + e),
+1 − σ(x), and softplus(±x) = max(±x, 0) + log1p(e), and the tangent reuses them.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxloss import _numerics
+
+ArrayLike = jax.typing.ArrayLike
+
+
+class _Sigmoid(NamedTuple):
+  """σ(x) and the logs of both classes' probabilities, without cancellation."""
+  p: jax.Array    # σ(x)
+  q: jax.Array    # 1 − σ(x)
+  nlp: jax.Array  # −log σ(x) = softplus(−x)
+  nlq: jax.Array  # −log(1 − σ(x)) = softplus(x)
+
+
+def _sigmoid(x: jax.Array) -> _Sigmoid:
+  """From e = exp(−|x|): σ(x) = 1/(1 + e) for x ≥ 0 and e/(1 + e) below;
+  softplus(∓x) = max(∓x, 0) + log1p(e)."""
+  e = jnp.exp(-jnp.abs(x))
+  inv = 1.0 / (1.0 + e)
+  positive = x >= 0
+  p = jnp.where(positive, inv, e * inv)
+  q = jnp.where(positive, e * inv, inv)
+  log1pe = jnp.log1p(e)
+  return _Sigmoid(p, q, jnp.maximum(-x, 0.0) + log1pe, jnp.maximum(x, 0.0) + log1pe)
+
+
+class _BceTerms(NamedTuple):
+  sig: _Sigmoid
+  wy: jax.Array    # w·y, the positive term's coefficient (y without pos_weight)
+  loss: jax.Array  # w·y·softplus(−x) + (1 − y)·softplus(x)
+
+
+def _bce_terms(x: jax.Array, y: jax.Array, pos_weight: jax.Array | None) -> _BceTerms:
+  s = _sigmoid(x)
+  if pos_weight is None:
+    # y·softplus(−x) + (1 − y)·softplus(x) = softplus(x) − y·x: fewer operations, same value.
+    return _BceTerms(s, y, s.nlq - y * x)
+  wy = pos_weight * y
+  return _BceTerms(s, wy, wy * s.nlp + (1.0 - y) * s.nlq)
+
+
+@jax.custom_jvp
+def _sigmoid_xent(x: jax.Array, y: jax.Array, pos_weight: jax.Array | None) -> jax.Array:
+  """−w·y·log σ(x) − (1 − y)·log(1 − σ(x)), w = ``pos_weight`` (1 when ``None``)."""
+  return _bce_terms(x, y, pos_weight).loss
+
+
+@functools.partial(_sigmoid_xent.defjvp, symbolic_zeros=True)
+def _sigmoid_xent_jvp(primals, tangents):
+  x, y, pos_weight = primals
+  dx, dy, dw = tangents
+  (p, q, nlp, nlq), wy, loss = _bce_terms(x, y, pos_weight)
+  tangent = jnp.zeros_like(loss)
+  if _numerics.nonzero(dx):
+    # d/dx = (1 − y)·σ(x) − w·y·(1 − σ(x)) (= σ(x) − y for w = 1), with 1 − σ(x) exact.
+    tangent = tangent + ((1.0 - y) * p - wy * q) * dx
+  if _numerics.nonzero(dy):
+    tangent = tangent + ((nlp if pos_weight is None else pos_weight * nlp) - nlq) * dy
+  if pos_weight is not None and _numerics.nonzero(dw):
+    tangent = tangent + y * nlp * dw
+  return loss, tangent
+
+
+class _FocalTerms(NamedTuple):
+  sig: _Sigmoid
+  ce: jax.Array      # the sigmoid cross-entropy −log p_t
+  base: jax.Array    # 1 − p_t = y(1 − σ(x)) + (1 − y)σ(x)
+  weight: jax.Array  # (1 − p_t)^γ
+
+
+def _focal_terms(x: jax.Array, y: jax.Array, gamma: jax.Array) -> _FocalTerms:
+  bce = _bce_terms(x, y, None)
+  base = y * bce.sig.q + (1.0 - y) * bce.sig.p
+  weight = jnp.power(base, gamma)  # 0^0 = 1: gamma = 0 is exactly the cross-entropy
+  return _FocalTerms(bce.sig, bce.loss, base, weight)
+
+
+@jax.custom_jvp
+def _sigmoid_focal(x: jax.Array, y: jax.Array, gamma: jax.Array) -> jax.Array:
+  """(1 − p_t)^γ · BCE(x, y), 1 − p_t = y(1 − σ(x)) + (1 − y)σ(x)."""
+  terms = _focal_terms(x, y, gamma)
+  return terms.weight * terms.ce
+
+
+@functools.partial(_sigmoid_focal.defjvp, symbolic_zeros=True)
+def _sigmoid_focal_jvp(primals, tangents):
+  x, y, gamma = primals
+  dx, dy, dgamma = tangents
+  (p, q, nlp, nlq), ce, base, weight = _focal_terms(x, y, gamma)
+  loss = weight * ce
+  tangent = jnp.zeros_like(loss)
+  positive = base > 0
+  safe_base = jnp.where(positive, base, jnp.ones_like(base))
+  if _numerics.nonzero(dx):
+    # d(1 − p_t)/dx = (1 − 2y)σ(1 − σ), so d/dx = γ·w·(1 − 2y)·r·CE + w·(σ − y) with
+    # r = σ(1 − σ)/(1 − p_t): written as the ratio, the (1 − p_t)^(γ−1) = inf that meets
+    # σ(1 − σ) = 0 at saturated logits with γ < 1 (optax #1267) never appears. The limit of r
+    # at 1 − p_t = 0 (y = 1, σ = 1 or y = 0, σ = 0) is 1.
+    ratio = jnp.where(positive, p * q / safe_base, jnp.ones_like(base))
+    tangent = tangent + weight * (gamma * (1.0 - 2.0 * y) * ratio * ce
+                                  + (1.0 - y) * p - y * q) * dx
+  if _numerics.nonzero(dy):
+    # d(1 − p_t)/dy = (1 − 2σ); the BCE's d/dy = log(σ(x)/(1 − σ(x))) = nlq − nlp.
+    grow = jnp.where(positive, weight / safe_base, jnp.zeros_like(base))
+    tangent = tangent + (gamma * grow * (q - p) * ce + weight * (nlp - nlq)) * dy
+  if _numerics.nonzero(dgamma):
+    log_base = jnp.where(positive, jnp.log(safe_base), jnp.zeros_like(base))
+    tangent = tangent + weight * log_base * ce * dgamma
+  return loss, tangent
+
+
+def _binary_inputs(fn: str, logits: ArrayLike, labels: ArrayLike
+                   ) -> tuple[jnp.dtype, jax.Array, jax.Array]:
+  dtype, x, y = _numerics.elementwise_inputs(fn, logits, labels, "logits", "labels")
+  return dtype, x, jnp.broadcast_to(y, x.shape)
+
+
+@_numerics.loss_jit()
+def sigmoid_binary_cross_entropy(logits: ArrayLike, labels: ArrayLike, *,
+                                 pos_weight: ArrayLike | None = None) -> jax.Array:
+  """Sigmoid (binary) cross-entropy on logits, with PyTorch's ``pos_weight``.
+
+  .. math::
+    \\ell = -w\\, y \\log\\sigma(x) - (1 - y)\\log(1 - \\sigma(x))
+          = w\\, y\\, \\mathrm{softplus}(-x) + (1 - y)\\, \\mathrm{softplus}(x)
+
+  Args:
+    logits: floating array of shape ``S``.
+    labels: 0/1 labels or probabilities in [0, 1], integer or floating, shape ``S`` (or a
+      scalar).
+    pos_weight: optional weight ``w`` of the positive term (PyTorch's ``pos_weight``),
+      broadcasting against the trailing axes of ``logits`` (per class: shape (C,)).
+
+  Returns:
+    The elementwise loss, shape ``S``, in the logits' dtype.
+
+  Gradient (a ``custom_jvp``): d/dx = (1 − y)σ(x) − w·y·(1 − σ(x)), which is σ(x) − y for
+  w = 1; d/dy = w·softplus(−x) − softplus(x).
+
+  Edge cases:
+    Finite for every finite logit (±1e30 included: the loss is then |x| or 0). Unlike optax
+    0.2.8, (N,) logits against (N, 1) labels raise ``ValueError`` instead of broadcasting to
+    (N, N). NaN inputs propagate.
+
+  References:
+    optax ``optax.losses.sigmoid_binary_cross_entropy``; PyTorch
+    ``binary_cross_entropy_with_logits`` (``pos_weight``).
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> # σ(0) = 1/2: log 2 for either label.
+    >>> print(jnp.round(jaxloss.sigmoid_binary_cross_entropy(jnp.zeros(2), jnp.array([0, 1])), 4))
+    [0.6931 0.6931]
+  """
+  fn = "sigmoid_binary_cross_entropy"
+  dtype, x, y = _binary_inputs(fn, logits, labels)
+  if pos_weight is not None:
+    w = _numerics.check_floating(fn, "pos_weight", pos_weight).astype(x.dtype)
+    if not _numerics.broadcasts_to(w.shape, x.shape):
+      raise ValueError(f"{fn}: `pos_weight` must broadcast against the trailing axes of "
+                       f"`logits`, got pos_weight.shape={w.shape} and logits.shape={x.shape}")
+    pos_weight = w.reshape((1,) * (x.ndim - w.ndim) + w.shape)
+  return _sigmoid_xent(x, y, pos_weight).astype(dtype)
+
+
+@_numerics.loss_jit()
+def binary_cross_entropy(probs: ArrayLike, labels: ArrayLike) -> jax.Array:
+  """Binary cross-entropy on probabilities, ``−y log p − (1 − y) log(1 − p)``.
+
+  Args:
+    probs: floating probabilities in [0, 1], shape ``S``.
+    labels: 0/1 labels or probabilities, integer or floating, shape ``S`` (or a scalar).
+
+  Returns:
+    The elementwise loss, shape ``S``, in the probabilities' dtype.
+
+  Gradient: d/dp = (p − y)/(p(1 − p)); the terms with a zero coefficient are skipped
+  (0·log 0 = 0), so the gradient is finite at p = 0 with y = 0 and at p = 1 with y = 1.
+
+  Edge cases:
+    Exact at p ∈ {0, 1}: 0 where the label agrees, +inf where it disagrees (the true value;
+    PyTorch instead clamps the log at −100 and returns 100). ``1 − p`` is rounded in float32,
+    so for p within 6e-8 of 1 the second term loses precision: prefer
+    :func:`sigmoid_binary_cross_entropy` on logits. NaN inputs propagate.
+
+  References:
+    PyTorch ``torch.nn.functional.binary_cross_entropy``.
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> loss = jaxloss.binary_cross_entropy(jnp.array([0.5, 0.25]), jnp.array([1.0, 0.0]))
+    >>> print(jnp.round(loss, 4))  # −log ½ and −log ¾
+    [0.6931 0.2877]
+  """
+  dtype, p, y = _numerics.elementwise_inputs("binary_cross_entropy", probs, labels, "probs",
+                                             "labels")
+  return -(_numerics.xlogy(y, p) + _numerics.xlogy(1.0 - y, 1.0 - p)).astype(dtype)
+
+
+@_numerics.loss_jit(bounds={"gamma": _numerics.Range(low=0.0),
+                            "alpha": _numerics.Range(low=0.0, high=1.0)})
+def sigmoid_focal_loss(logits: ArrayLike, labels: ArrayLike, *, alpha: ArrayLike | None = None,
+                       gamma: ArrayLike = 2.0) -> jax.Array:
+  """Sigmoid focal loss (Lin et al. 2017), optax's ``sigmoid_focal_loss``.
+
+  .. math::
+    \\ell = -\\alpha_t (1 - p_t)^\\gamma \\log p_t, \\qquad
+    1 - p_t = y(1 - \\sigma(x)) + (1 - y)\\sigma(x), \\qquad
+    \\alpha_t = \\alpha y + (1 - \\alpha)(1 - y)
+
+  with −log p_t the sigmoid cross-entropy, so soft labels in [0, 1] work as in optax.
+
+  Args:
+    logits: floating array of shape ``S``.
+    labels: 0/1 labels or probabilities, integer or floating, shape ``S`` (or a scalar).
+    alpha: optional weight of the positive class in [0, 1] (traced); ``None`` weighs both
+      classes 1.
+    gamma: focusing exponent γ >= 0 (traced); γ = 0 is the cross-entropy.
+
+  Returns:
+    The elementwise loss, shape ``S``, in the logits' dtype.
+
+  Gradient (a ``custom_jvp``): with w = (1 − p_t)^γ and CE = −log p_t,
+  d/dx = α_t [γ w (1 − 2y) σ(1 − σ)/(1 − p_t)·CE + w (σ − y)].
+
+  Edge cases:
+    Finite values and gradients at γ = 0, at 0 < γ < 1 and at logits of ±1e4 or ±1e30, where
+    optax's gradient is NaN (optax #1267: (1 − p_t)^(γ − 1) = inf times σ(1 − σ) = 0). The
+    gradient with respect to γ is w·log(1 − p_t)·CE, taken as 0 where 1 − p_t = 0. NaN inputs
+    propagate.
+
+  References:
+    T.-Y. Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017;
+    optax ``optax.losses.sigmoid_focal_loss``.
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> # σ(0) = 1/2: (1 − 1/2)² · log 2.
+    >>> print(jnp.round(jaxloss.sigmoid_focal_loss(jnp.zeros(1), jnp.ones(1)), 4))
+    [0.1733]
+  """
+  fn = "sigmoid_focal_loss"
+  dtype, x, y = _binary_inputs(fn, logits, labels)
+  loss = _sigmoid_focal(x, y, jnp.asarray(gamma, x.dtype))
+  if alpha is not None:
+    a = jnp.asarray(alpha, x.dtype)
+    loss = (a * y + (1.0 - a) * (1.0 - y)) * loss
+  return loss.astype(dtype)
