@@ -74,6 +74,33 @@ from jaxloss.preference import (
     sequence_clipped_policy_loss,
     simpo_loss,
 )
+# representation learning (issue 16)
+from jaxloss.contrastive import (
+    arcface_loss,
+    clip_loss,
+    cosface_loss,
+    info_nce_loss,
+    margin_softmax_loss,
+    sharded_clip_loss,
+    sharded_siglip_loss,
+    sharded_supervised_contrastive_loss,
+    siglip_loss,
+    sphereface_loss,
+    subcenter_arcface_loss,
+    supervised_contrastive_loss,
+)
+
+# segmentation, detection, deviances, robust and relative-error regression (issues 13, 15)
+from jaxloss.segmentation import (
+    binary_dice_loss,
+    dice_loss,
+    focal_tversky_loss,
+    jaccard_loss,
+    lovasz_hinge_loss,
+    lovasz_softmax_loss,
+    multiclass_generalized_dice_loss,
+    tversky_loss,
+)
 
 __all__ = [
     "__version__",
@@ -142,4 +169,26 @@ __all__ = [
     "generalized_jsd",
     "reverse_kl_divergence",
     "total_variation_distance",
+    # representation learning (issue 16)
+    "arcface_loss",
+    "clip_loss",
+    "cosface_loss",
+    "info_nce_loss",
+    "margin_softmax_loss",
+    "sharded_clip_loss",
+    "sharded_siglip_loss",
+    "sharded_supervised_contrastive_loss",
+    "siglip_loss",
+    "sphereface_loss",
+    "subcenter_arcface_loss",
+    "supervised_contrastive_loss",
+    # segmentation (issues 13, 15)
+    "binary_dice_loss",
+    "dice_loss",
+    "focal_tversky_loss",
+    "jaccard_loss",
+    "lovasz_hinge_loss",
+    "lovasz_softmax_loss",
+    "multiclass_generalized_dice_loss",
+    "tversky_loss",
 ]
