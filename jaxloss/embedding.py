@@ -228,7 +228,7 @@ def _center_inputs(fn: str, features: ArrayLike, labels: ArrayLike, centers: Arr
   """Checks the center-loss triple; returns ``(x, y, c, valid)``, bad labels replaced by 0."""
   x = _numerics.check_floating(fn, "features", features)
   c = _numerics.check_floating(fn, "centers", centers)
-  y = _numerics.check_integer(fn, "labels", labels)
+  y = _numerics.wide_labels(_numerics.check_integer(fn, "labels", labels))
   if x.ndim < 1 or c.ndim != 2 or c.shape[1] != x.shape[-1]:
     raise ValueError(f"{fn}: `centers` must have shape (num_classes, D) with D the last axis of "
                      f"`features`, got features.shape={x.shape} and centers.shape={c.shape}")

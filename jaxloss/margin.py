@@ -221,7 +221,7 @@ def _class_inputs(fn: str, scores: ArrayLike, labels: ArrayLike, axis: int
   replaced by 0 (the caller makes their examples NaN, with a zero gradient, through ``valid``).
   """
   s = _numerics.check_floating(fn, "scores", scores)
-  y = _numerics.check_integer(fn, "labels", labels)
+  y = _numerics.wide_labels(_numerics.check_integer(fn, "labels", labels))
   axis = _numerics.canonical_axis(fn, axis, s.ndim)
   s = jnp.moveaxis(s, axis, -1)
   if y.shape != s.shape[:-1]:

@@ -314,3 +314,33 @@ def test_center_loss_and_update_pull_features_to_their_centers(rng):
 
   assert spread(x) < 1e-2 * spread(features)
   assert_close(jaxloss.center_loss(x, labels, c), np.zeros(6 * K), atol=1e-2 * losses[0])
+
+
+def test_contrastive_derivative_in_same_at_zero_and_one():
+  # d/ds [s·½d² + (1 − s)·½max(0, m − d)²] = ½d² − ½max(0, m − d)², also at s ∈ {0, 1}.
+  x1, x2 = jnp.zeros(2, jnp.float32), jnp.asarray([3.0, 4.0], jnp.float32)
+  for margin in (1.0, 7.0):
+    for s in (0.0, 1.0, 0.3):
+      g = jax.grad(lambda v, m=margin: jaxloss.contrastive_loss(x1, x2, v, margin=m))(
+          jnp.float32(s))
+      np.testing.assert_allclose(float(g), 0.5 * 25.0 - 0.5 * max(0.0, margin - 5.0) ** 2,
+                                 rtol=1e-6)
+
+
+def test_bad_labels_give_nan_value_and_zero_gradient(rng):
+  x = f32(rng.normal(size=(4, 3)))
+  c = f32(rng.normal(size=(5, 3)))
+  y = jnp.asarray([0, -100, 4, 7])
+  out = np.asarray(jaxloss.center_loss(x, y, c))
+  assert np.all(np.isnan(out[[1, 3]])) and np.all(np.isfinite(out[[0, 2]]))
+  g = np.asarray(jax.grad(lambda v: jaxloss.reduce(jaxloss.center_loss(v, y, c),
+                                                   where=(y >= 0) & (y < 5)))(x))
+  assert np.all(np.isfinite(g)) and np.all(g[[1, 3]] == 0)
+  same = jnp.asarray([1.0, 2.0, 0.0, -1.0], jnp.float32)
+  ok = (same >= 0) & (same <= 1)
+  x2 = f32(rng.normal(size=(4, 3)))
+  out = np.asarray(jaxloss.contrastive_loss(x, x2, same))
+  assert np.all(np.isnan(out[[1, 3]])) and np.all(np.isfinite(out[[0, 2]]))
+  g = np.asarray(jax.grad(lambda v: jaxloss.reduce(jaxloss.contrastive_loss(v, x2, same),
+                                                   where=ok))(x))
+  assert np.all(np.isfinite(g)) and np.all(g[[1, 3]] == 0)

@@ -321,3 +321,53 @@ def test_property_surrogates_bound_the_zero_one_loss(s, y):
                       ("exponential_loss", 1.0), ("logistic_loss", 1 / np.log(2.0))):
     bound = np.asarray(getattr(jaxloss, name)(f32(s), y)) * scale
     assert np.all(bound >= zero_one * (1 - 1e-6)), name
+
+
+# The bad-label rule: NaN value, zero gradient, so a row masked by `reduce` cannot poison it.
+
+@pytest.mark.parametrize("name", ["zero_one_loss", "hinge_loss", "squared_hinge_loss",
+                                  "perceptron_loss", "logistic_loss", "exponential_loss"])
+def test_bad_pm1_label_gives_nan_value_and_zero_gradient(name):
+  fn = getattr(jaxloss, name)
+  s = jnp.asarray([0.3, -1.2, 2.0, 0.1], jnp.float32)
+  y = jnp.asarray([1, 0, -1, 3])  # 0 and 3 are neither −1 nor +1
+  out = np.asarray(fn(s, y))
+  assert np.all(np.isnan(out[[1, 3]])) and np.all(np.isfinite(out[[0, 2]]))
+  keep = (y == 1) | (y == -1)
+  g = np.asarray(jax.grad(lambda x: jaxloss.reduce(fn(x, y), where=keep))(s))
+  assert np.all(np.isfinite(g)) and np.all(g[[1, 3]] == 0)
+
+
+@pytest.mark.parametrize("name, kwargs", [("multiclass_hinge_loss", {}),
+                                          ("multiclass_perceptron_loss", {}),
+                                          ("multi_margin_loss", {"p": 2}),
+                                          ("multiclass_zero_one_loss", {})])
+def test_bad_class_label_gives_nan_value_and_zero_gradient(name, kwargs, rng):
+  fn = getattr(jaxloss, name)
+  s = f32(rng.normal(size=(4, 3)))
+  y = jnp.asarray([0, -100, 2, 3])
+  out = np.asarray(fn(s, y, **kwargs))
+  assert np.all(np.isnan(out[[1, 3]])) and np.all(np.isfinite(out[[0, 2]]))
+  g = np.asarray(jax.grad(lambda x: jaxloss.reduce(fn(x, y, **kwargs),
+                                                   where=(y >= 0) & (y < 3)))(s))
+  assert np.all(np.isfinite(g)) and np.all(g[[1, 3]] == 0)
+
+
+def test_small_integer_label_dtypes_hold_every_class(rng):
+  s = rng.normal(size=(3, 300))
+  labels = np.array([5, 200, 250])
+  truth = (np.argmax(s, -1) != labels).astype(np.float64)
+  for dtype in (jnp.uint8, jnp.int16, jnp.uint16, jnp.int32):
+    out = jaxloss.multiclass_zero_one_loss(f32(s), jnp.asarray(labels, dtype))
+    np.testing.assert_array_equal(np.asarray(out), truth)
+  hinge = jaxloss.multiclass_hinge_loss(f32(s), jnp.asarray(labels, jnp.uint8))
+  assert np.all(np.isfinite(np.asarray(hinge)))
+
+
+def test_multi_margin_squared_does_not_overflow_before_the_mean():
+  s = jnp.asarray([[-1e19, 9e18, 9e18, 9e18]], jnp.float32)
+  out = jaxloss.multi_margin_loss(s, jnp.asarray([0]), p=2)
+  s64 = np.asarray(s, np.float64)[0]
+  truth = np.sum(np.maximum(0.0, 1.0 - s64[0] + s64[1:]) ** 2) / 4
+  assert np.isfinite(float(out[0]))
+  np.testing.assert_allclose(float(out[0]), truth, rtol=1e-5)

@@ -209,3 +209,58 @@ def test_low_precision_computes_in_float32_returns_input_dtype(rng, dtype):
     # One rounding of the float32 result to the input dtype (plus f16's exp range for Poisson).
     eps = float(jnp.finfo(dtype).eps)
     np.testing.assert_allclose(np.float32(out), ref, rtol=2 * eps, atol=2 * eps, err_msg=name)
+
+
+# Accuracy and overflow (the adversarial sweep of the accuracy issue): float64 references.
+
+def test_log_cosh_keeps_relative_accuracy_near_zero():
+  x = np.array([1e-7, 1e-4, 3e-4, 0.0235556, 0.5, 0.999, 1.0, 1.001, 3.0, 50.0])
+  x32 = x.astype(np.float32).astype(np.float64)
+  # log cosh x = log1p(cosh x − 1), cosh x − 1 = 2 sinh²(x/2): no cancellation in float64.
+  truth = np.log1p(2.0 * np.sinh(x32 / 2.0) ** 2)
+  out = np.asarray(jaxloss.log_cosh(jnp.asarray(x32, jnp.float32)), np.float64)
+  np.testing.assert_allclose(out, truth, rtol=2e-6)
+
+
+def test_smooth_l1_gradient_does_not_cancel_for_tiny_residuals():
+  for beta, x in ((0.9, 1.2e-11), (3.6e4, -0.0315), (2.0, 3e-30)):
+    g = jax.grad(lambda p, b=beta: jaxloss.smooth_l1_loss(p, beta=b))(jnp.float32(x))
+    x32 = float(np.float32(x))
+    np.testing.assert_allclose(float(g), x32 / np.float64(np.float32(beta)), rtol=1e-6)
+
+
+def test_smooth_l1_hessian_at_zero_residual_is_one_over_beta():
+  for beta in (0.5, 1.0, 3.0):
+    h = jax.hessian(lambda p, b=beta: jaxloss.smooth_l1_loss(p, beta=b))(jnp.float32(0.0))
+    np.testing.assert_allclose(float(h), 1.0 / beta, rtol=1e-6)
+
+
+def test_smooth_l1_huge_beta_does_not_overflow():
+  out = jaxloss.smooth_l1_loss(jnp.float32([1e21, 5e19, -3e20]), beta=1e20)
+  x = np.array([1e21, 5e19, -3e20])
+  assert_close(out, np_smooth_l1(x, 1e20))
+  assert np.all(np.isfinite(np.asarray(out)))
+
+
+def test_smooth_l1_derivative_in_beta_matches_closed_form(rng):
+  x = rng.normal(size=8) * 2
+  beta = 1.3
+  g = jax.grad(lambda b: jnp.sum(jaxloss.smooth_l1_loss(jnp.asarray(x, jnp.float32), beta=b)))(
+      jnp.float32(beta))
+  x32 = x.astype(np.float32).astype(np.float64)
+  inside = np.abs(x32) < beta
+  truth = np.sum(np.where(inside, -0.5 * (x32 / beta) ** 2, -0.5))
+  np.testing.assert_allclose(float(g), truth, rtol=1e-5)
+
+
+def test_gaussian_nll_does_not_overflow_where_the_loss_is_finite():
+  mu, var = 1e20, 1e10
+  out = jaxloss.gaussian_nll_loss(jnp.float32(mu), 0.0, jnp.float32(var))
+  np.testing.assert_allclose(float(out), 0.5 * (math.log(var) + mu * mu / var), rtol=1e-6)
+  # d/dσ² = ½(1/v − (μ − t)²/v²), finite at variances above 1.8e19 where v² overflows.
+  for mu, var in ((1e20, 1e20), (3.0, 4e19), (1e-3, 1e25)):
+    g = jax.grad(lambda v, m=mu: jaxloss.gaussian_nll_loss(jnp.float32(m), 0.0, v))(
+        jnp.float32(var))
+    m32, v32 = float(np.float32(mu)), float(np.float32(var))
+    np.testing.assert_allclose(float(g), 0.5 * (1 / v32 - (m32 / v32) ** 2 * 1.0), rtol=1e-5,
+                               atol=1e-30)

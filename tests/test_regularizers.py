@@ -187,3 +187,18 @@ def test_lasso_shrinks_irrelevant_weights_where_ridge_keeps_them():
   # The relevant weights survive both penalties.
   np.testing.assert_allclose(lasso[:3], w_true[:3], atol=0.5)
   np.testing.assert_allclose(ridge[:3], w_true[:3], atol=0.8)
+
+
+def test_elastic_net_with_one_penalty_switched_off_equals_it_at_huge_weights():
+  params = {"w": jnp.asarray([1e20, 1.0], jnp.float32)}
+  np.testing.assert_allclose(float(jaxloss.elastic_net_penalty(params, l1_ratio=1.0)),
+                             float(jaxloss.l1_penalty(params)), rtol=1e-6)
+  losses = jnp.ones(3, jnp.float32)
+  risk = jaxloss.structural_risk(losses, params, l1=0.5, l2=0.0)
+  np.testing.assert_allclose(float(risk), 1.0 + 0.5 * (1e20 + 1.0), rtol=1e-6)
+
+
+def test_structural_risk_where_errors_name_structural_risk():
+  with pytest.raises(ValueError, match=r"structural_risk: `where` must have the shape"):
+    jaxloss.structural_risk(jnp.ones(4, jnp.float32), {"w": jnp.ones(2)},
+                            where=jnp.ones(3, bool))
