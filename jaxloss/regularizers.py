@@ -26,25 +26,27 @@ def _masked_leaves(fn: str, params: PyTree, mask: PyTree | None
 
   ``mask`` has the structure of ``params`` or a prefix of it (one bool for a whole subtree).
   """
+  pairs: list[tuple[jax.Array, jax.Array | None]]
   if mask is None:
     pairs = [(leaf, None) for leaf in jax.tree.leaves(params)]
   else:
-    mask_leaves, treedef = jax.tree.flatten(mask)
     try:
-      subtrees = treedef.flatten_up_to(params)
+      # One mask bit per leaf of ``params``: a bool standing for a subtree is repeated.
+      keeps = jax.tree.leaves(jax.tree.broadcast(mask, params))
     except (ValueError, TypeError) as e:
       raise ValueError(f"{fn}: `mask` must have the structure of `params` (or a prefix of it), "
-                       f"got mask={treedef} and params={jax.tree.structure(params)}") from e
-    pairs = []
-    for keep, subtree in zip(mask_leaves, subtrees):
+                       f"got mask={jax.tree.structure(mask)} and "
+                       f"params={jax.tree.structure(params)}") from e
+    for keep in jax.tree.leaves(mask):
       keep = jnp.asarray(keep)
       if keep.dtype != jnp.bool_ or keep.ndim != 0:
         raise TypeError(f"{fn}: every leaf of `mask` must be a scalar bool, got "
                         f"{keep.dtype}{list(keep.shape)}")
-      pairs.extend((leaf, keep) for leaf in jax.tree.leaves(subtree))
+    pairs = [(leaf, jnp.asarray(keep))
+             for leaf, keep in zip(jax.tree.leaves(params), keeps, strict=True)]
   leaves = [_numerics.check_floating(fn, "params leaf", leaf) for leaf, _ in pairs]
   dtype = _numerics.compute_dtype(*leaves)
-  return dtype, [(leaf.astype(dtype), keep) for leaf, (_, keep) in zip(leaves, pairs)]
+  return dtype, [(leaf.astype(dtype), keep) for leaf, (_, keep) in zip(leaves, pairs, strict=True)]
 
 
 def _penalties(fn: str, params: PyTree, mask: PyTree | None) -> tuple[jax.Array, jax.Array]:
