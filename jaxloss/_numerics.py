@@ -186,11 +186,21 @@ def check_numeric(fn: str, name: str, x: jax.typing.ArrayLike) -> jax.Array:
   return x
 
 
+def result_dtype(*arrays: jax.Array) -> jnp.dtype:
+  """The output dtype rule: ``jnp.result_type`` of the floating inputs (weakly typed Python
+  scalars defer to the arrays), so bf16 with bf16 is bf16 and bf16 with float32 is float32, as
+  optax. Integer and boolean inputs (labels) do not take part; none floating gives float32."""
+  floats = [a for a in arrays if jnp.issubdtype(a.dtype, jnp.floating)]
+  if not floats:
+    return jnp.dtype(jnp.float32)
+  with jax.numpy_dtype_promotion("standard"):  # the rule is explicit even under "strict"
+    return jnp.dtype(jnp.result_type(*floats))
+
+
 def compute_dtype(*arrays: jax.Array) -> jnp.dtype:
-  """The dtype to compute in: the floating result type, widened to float32 from bf16/fp16."""
-  floats = [a.dtype for a in arrays if jnp.issubdtype(a.dtype, jnp.floating)]
-  dtype = jnp.result_type(*floats) if floats else jnp.dtype(jnp.float32)
-  return jnp.dtype(jnp.float32) if dtype in _LOW_PRECISION else jnp.dtype(dtype)
+  """The dtype to compute in: :func:`result_dtype`, widened to float32 from bf16/fp16."""
+  dtype = result_dtype(*arrays)
+  return jnp.dtype(jnp.float32) if dtype in _LOW_PRECISION else dtype
 
 
 def upcast(*arrays: jax.Array) -> tuple[jnp.dtype, list[jax.Array]]:
@@ -251,13 +261,15 @@ def elementwise_inputs(fn: str, predictions: jax.typing.ArrayLike,
                        ) -> tuple[jnp.dtype, jax.Array, jax.Array]:
   """Checks an elementwise loss's pair and returns ``(out_dtype, p, t)`` in the compute dtype.
 
-  ``targets=None`` means zeros (optax's convention). ``out_dtype`` is the predictions' dtype.
+  ``targets=None`` means zeros (optax's convention). ``out_dtype`` is :func:`result_dtype` of
+  the two (floating targets take part; integer ones do not).
   """
   p = check_floating(fn, pred_name, predictions)
   t = jnp.zeros((), p.dtype) if targets is None else check_numeric(fn, target_name, targets)
   check_same_shape(fn, pred_name, p, target_name, t)
-  dtype = compute_dtype(p)
-  return p.dtype, p.astype(dtype), t.astype(dtype)
+  out = result_dtype(p, t)
+  dtype = compute_dtype(p, t)
+  return out, p.astype(dtype), t.astype(dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -422,9 +434,8 @@ def _relu_jvp(primals, tangents):
 def broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
   """Whether an array of ``shape`` broadcasts to ``target`` without growing it (NumPy's rule,
   decided here so that a mismatch gets our message rather than JAX's)."""
-  if len(shape) > len(target):
-    return False
-  return all(s in (1, t) for s, t in zip(shape[::-1], target[::-1]))
+  lead = len(target) - len(shape)
+  return lead >= 0 and all(s in (1, t) for s, t in zip(shape, target[lead:], strict=True))
 
 
 class ClassInputs(NamedTuple):

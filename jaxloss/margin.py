@@ -26,10 +26,13 @@ def _margin_loss(fn: str, scores: ArrayLike, labels: ArrayLike, scores_name: str
                  labels_name: str, of_margin: Callable[[jax.Array], jax.Array]) -> jax.Array:
   """``of_margin(m)`` at the margin m = y·s, for labels ``y`` in {−1, +1}, in the scores' dtype.
 
-  A label that is neither −1 nor +1 gives NaN with a zero gradient (its margin is computed as
-  if the label were +1, then :func:`_numerics.nan_where_invalid`); ``checkify`` names the
-  first bad label.
+  Boolean labels mean True = +1, False = −1. A label that is neither −1 nor +1 gives NaN with
+  a zero gradient (its margin is computed as if the label were +1, then
+  :func:`_numerics.nan_where_invalid`); ``checkify`` names the first bad label.
   """
+  labels = jnp.asarray(labels)
+  if labels.dtype == jnp.bool_:
+    labels = jnp.where(labels, 1, -1).astype(jnp.int8)
   dtype, s, y = _numerics.elementwise_inputs(fn, scores, labels, scores_name, labels_name)
   valid = (y == 1) | (y == -1)
   _numerics.debug_check_labels(fn, labels_name, jnp.asarray(labels), valid, "-1 or +1")

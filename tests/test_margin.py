@@ -371,3 +371,13 @@ def test_multi_margin_squared_does_not_overflow_before_the_mean():
   truth = np.sum(np.maximum(0.0, 1.0 - s64[0] + s64[1:]) ** 2) / 4
   assert np.isfinite(float(out[0]))
   np.testing.assert_allclose(float(out[0]), truth, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["zero_one_loss", "hinge_loss", "squared_hinge_loss",
+                                  "perceptron_loss", "logistic_loss", "exponential_loss"])
+def test_boolean_labels_mean_plus_and_minus_one(name, rng):
+  fn = getattr(jaxloss, name)
+  s = f32(rng.normal(size=6))
+  y = rng.integers(0, 2, size=6).astype(bool)
+  np.testing.assert_array_equal(np.asarray(fn(s, jnp.asarray(y))),
+                                np.asarray(fn(s, jnp.asarray(np.where(y, 1, -1)))))
