@@ -8,8 +8,6 @@ returned in their dtype.
 from __future__ import annotations
 
 import functools
-import math
-import numbers
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +18,7 @@ from jaxloss import _numerics
 ArrayLike = jax.typing.ArrayLike
 
 
-def _norm(x: jax.Array, p: float, axis: int) -> jax.Array:
+def _norm(x: jax.Array, p: jax.Array, axis: int) -> jax.Array:
   """‖x‖_p along ``axis``, without overflow, with gradient 0 at x = 0.
 
   Scaled by the largest |x_i| (held constant in the derivative, which is exact because the
@@ -32,25 +30,14 @@ def _norm(x: jax.Array, p: float, axis: int) -> jax.Array:
   scale = jax.lax.stop_gradient(jnp.max(a, axis=axis, keepdims=True))
   nonzero = scale != 0  # true for NaN too, so NaN propagates
   u = a / jnp.where(nonzero, scale, jnp.ones((), a.dtype))
-  if p == 1:
-    total = jnp.sum(u, axis=axis, keepdims=True)
-  else:
-    # u**p with gradient 0 at u = 0 (finite also for p < 1): double where (jax #1052). An
-    # integral p is an exact integer power.
-    power = int(p) if p.is_integer() else p
-    positive = u > 0
-    powers = jnp.where(positive, jnp.where(positive, u, jnp.ones((), u.dtype)) ** power,
-                       jnp.zeros((), u.dtype))
-    total = jnp.sum(powers, axis=axis, keepdims=True)
+  # u**p with gradient 0 at u = 0 (finite also for p < 1): double where (jax #1052).
+  positive = u > 0
+  powers = jnp.where(positive, jnp.where(positive, u, jnp.ones((), u.dtype)) ** p,
+                     jnp.zeros((), u.dtype))
+  total = jnp.sum(powers, axis=axis, keepdims=True)
   # total >= 1 wherever x != 0 (the largest entry contributes 1): its root is safe there; the
   # root of the all-zero case is taken at 1 instead (its gradient at 0 would be infinite).
-  safe_total = jnp.where(nonzero, total, jnp.ones((), u.dtype))
-  if p == 1:
-    root = total
-  elif p == 2:
-    root = jnp.sqrt(safe_total)
-  else:
-    root = safe_total ** (1.0 / p)
+  root = jnp.where(nonzero, total, jnp.ones((), u.dtype)) ** (1.0 / p)
   norm = jnp.where(nonzero, scale * root, jnp.zeros((), a.dtype))
   # An infinite entry: the norm is inf (inf/inf above would make it NaN).
   norm = jnp.where(jnp.isposinf(scale), scale, norm)
@@ -71,7 +58,8 @@ def _euclidean(a: jax.Array, b: jax.Array, eps: jax.Array, axis: int) -> jax.Arr
   info = jnp.finfo(ss.dtype)
   safe = jnp.all((ss >= info.tiny / info.eps) & (ss <= info.max))  # False for NaN
   return lax.cond(safe, lambda ss, *_: jnp.sqrt(ss),
-                  lambda _, a, b, eps: _norm(a - b + eps, 2.0, axis), ss, a, b, eps)
+                  lambda _, a, b, eps: _norm(a - b + eps, jnp.asarray(2.0, a.dtype), axis),
+                  ss, a, b, eps)
 
 
 @_euclidean.defjvp
@@ -84,22 +72,21 @@ def _euclidean_jvp(axis, primals, tangents):
   return d, jnp.sum(u * (da - db + deps), axis=axis)
 
 
-def _distance(a: jax.Array, b: jax.Array, eps: jax.Array, q: float, axis: int) -> jax.Array:
-  """‖a − b + eps‖_q along ``axis`` (PyTorch's ``pairwise_distance``)."""
-  return _euclidean(a, b, eps, axis) if q == 2 else _norm(a - b + eps, q, axis)
+def _distance(a: jax.Array, b: jax.Array, eps: jax.Array, q: jax.Array, axis: int) -> jax.Array:
+  """‖a − b + eps‖_q along ``axis`` (PyTorch's ``pairwise_distance``); q traced.
+
+  q = 2 takes the one-pass Euclidean form, any other q the scaled power sum, chosen at run
+  time by ``lax.cond`` (one branch runs unless q itself is batched by ``vmap``).
+  """
+  return lax.cond(q == 2, lambda: _euclidean(a, b, eps, axis),
+                  lambda: _norm(a - b + eps, q, axis))
 
 
-def _check_norm_degree(fn: str, p: object) -> float:
-  if not isinstance(p, numbers.Real) or isinstance(p, bool) or not math.isfinite(p) or p <= 0:
-    raise ValueError(f"{fn}(norm_degree=...) must be a finite Python number > 0 (static), got "
-                     f"{p!r}")
-  return float(p)
-
-
-@_numerics.loss_jit(static=("axis", "norm_degree", "swap"),
-                    bounds={"eps": _numerics.Range(low=0.0)})
+@_numerics.loss_jit(static=("axis", "swap"),
+                    bounds={"eps": _numerics.Range(low=0.0),
+                            "norm_degree": _numerics.Range(low=0.0, low_open=True)})
 def triplet_margin_loss(anchors: ArrayLike, positives: ArrayLike, negatives: ArrayLike,
-                        axis: int = -1, norm_degree: float = 2, margin: ArrayLike = 1.0,
+                        axis: int = -1, norm_degree: ArrayLike = 2, margin: ArrayLike = 1.0,
                         eps: ArrayLike = 1e-6, *, swap: bool = False) -> jax.Array:
   """Triplet margin loss with optax's signature and PyTorch's numbers.
 
@@ -115,8 +102,8 @@ def triplet_margin_loss(anchors: ArrayLike, positives: ArrayLike, negatives: Arr
     positives: same shape as ``anchors`` (similar to them).
     negatives: same shape as ``anchors`` (dissimilar).
     axis: static; the feature axis.
-    norm_degree: static ``q``, a Python number > 0 (a norm for q >= 1); specialised at
-      trace time, as PyTorch's ``p``.
+    norm_degree: traced ``q`` > 0 (a norm for q >= 1), PyTorch's ``p``; a Python number or
+      an array, as optax (a new value does not re-compile).
     margin: traced float.
     eps: traced float >= 0, added to the difference before the norm (PyTorch's ``eps``).
     swap: static; use the distance swap.
@@ -132,8 +119,7 @@ def triplet_margin_loss(anchors: ArrayLike, positives: ArrayLike, negatives: Arr
   Edge cases:
     optax 0.2.8 computes (Σ(a − p)^q + ε)^{1/q}: for odd ``q`` a negative difference makes it
     wrong (negative powers), and its ε sits inside the root; it agrees with this function at
-    q = 2 up to O(ε) (exactly when ε = 0). ``norm_degree`` must be a Python number (optax
-    also accepts an array). Distances do not overflow below float32's maximum nor lose
+    q = 2 up to O(ε) (exactly when ε = 0). Distances do not overflow below float32's maximum nor lose
     precision to underflow: a batch with such a row is recomputed scaled by each row's largest
     entry (q = 2; other q always are). NaN inputs propagate.
 
@@ -144,7 +130,6 @@ def triplet_margin_loss(anchors: ArrayLike, positives: ArrayLike, negatives: Arr
     ``torch.nn.functional.triplet_margin_loss``.
   """
   fn = "triplet_margin_loss"
-  q = _check_norm_degree(fn, norm_degree)
   names = ("anchors", "positives", "negatives")
   arrays = tuple(_numerics.check_floating(fn, n, x) for n, x in zip(names, (anchors, positives,
                                                                            negatives)))
@@ -153,6 +138,7 @@ def triplet_margin_loss(anchors: ArrayLike, positives: ArrayLike, negatives: Arr
   axis = _numerics.canonical_axis(fn, axis, arrays[0].ndim)
   _, (a, p, n) = _numerics.upcast(*arrays)
   eps = jnp.asarray(eps, a.dtype)
+  q = jnp.asarray(norm_degree, a.dtype)
   d_pos = _distance(a, p, eps, q, axis)
   d_neg = _distance(a, n, eps, q, axis)
   if swap:

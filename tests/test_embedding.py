@@ -344,3 +344,13 @@ def test_bad_labels_give_nan_value_and_zero_gradient(rng):
   g = np.asarray(jax.grad(lambda v: jaxloss.reduce(jaxloss.contrastive_loss(v, x2, same),
                                                    where=ok))(x))
   assert np.all(np.isfinite(g)) and np.all(g[[1, 3]] == 0)
+
+
+def test_triplet_traced_norm_degree_equals_python_number(rng):
+  a, p, n = (f32(rng.normal(size=(4, 6))) for _ in range(3))
+  for q in (1.0, 2.0, 3.0):
+    traced = jax.jit(lambda q_: jaxloss.triplet_margin_loss(a, p, n, norm_degree=q_))(
+        jnp.float32(q))
+    assert_close(traced, jaxloss.triplet_margin_loss(a, p, n, norm_degree=q))
+  with pytest.raises(ValueError, match=r"triplet_margin_loss\(norm_degree=\.\.\.\) must be > 0"):
+    jaxloss.triplet_margin_loss(a, p, n, norm_degree=0)
