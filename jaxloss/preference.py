@@ -531,9 +531,10 @@ def clipped_policy_loss(log_probs: ArrayLike, old_log_probs: ArrayLike, advantag
 
   * DAPO (token-level mean over the batch, TRL's ``bnpo``/``dapo``):
     ``jaxloss.reduce(loss, "mean", where=m)`` = Σ ℓ / Σ m;
-  * GRPO (mean over each sequence's tokens, then over sequences):
-    ``jaxloss.reduce(loss, "mean", weights=m / m.sum(-1, keepdims=True))``; an all-masked
-    sequence has weight 0 and is left out;
+  * GRPO (mean over each sequence's tokens, then over sequences): with ``mf`` the mask as
+    floats, ``jaxloss.reduce(loss, "mean", weights=mf / mf.sum(-1, keepdims=True))``; an
+    all-masked sequence has weight 0 (write ``jnp.maximum(mf.sum(...), 1)`` to avoid 0/0)
+    and is left out;
   * Dr. GRPO (a constant, the padded length): ``jaxloss.reduce(loss, "mean")`` = Σ ℓ / (B·T).
 
   Args:
@@ -577,7 +578,8 @@ def clipped_policy_loss(log_probs: ArrayLike, old_log_probs: ArrayLike, advantag
     [[-1.25 -1.    0.  ]
      [ 1.8   1.    1.  ]]
     >>> dapo = jaxloss.reduce(loss, "mean", where=m)
-    >>> grpo = jaxloss.reduce(loss, "mean", weights=m / m.sum(-1, keepdims=True))
+    >>> mf = m.astype(jnp.float32)
+    >>> grpo = jaxloss.reduce(loss, "mean", weights=mf / mf.sum(-1, keepdims=True))
     >>> dr_grpo = jaxloss.reduce(loss, "mean")
     >>> print(f"{dapo:.4f} {grpo:.4f} {dr_grpo:.4f}")
     0.3100 0.0708 0.2583
@@ -611,7 +613,8 @@ def sequence_clipped_policy_loss(log_probs: ArrayLike, old_log_probs: ArrayLike,
   has the value of the sequence's ratio s_i, clipped by the sequence, and its gradient
   reaches that token's own log-probability, d ℓ_{i,t} / d log π_θ(y_{i,t}) = −A s_i on the
   unclipped branch. With one advantage per sequence and the sequence mean of GRPO
-  (``jaxloss.reduce(loss, "mean", weights=m / m.sum(-1, keepdims=True))``) this is GSPO's
+  (``reduce(loss, "mean", weights=mf / mf.sum(-1, keepdims=True))``, mf the float mask;
+  see :func:`clipped_policy_loss`) this is GSPO's
   objective and gradient exactly (the paper's Eqs. 5, 11 and 18); any reduction that weighs
   a sequence's tokens equally (DAPO's token mean, Dr. GRPO's constant) gives the same
   gradient as TRL's ``importance_sampling_level="sequence"``, which broadcasts s_i instead.
