@@ -18,6 +18,10 @@ from jaxloss.large_vocab import (
     vocab_parallel_linear_softmax_cross_entropy,
 )
 from jaxloss.margin import (
+    categorical_hinge_loss,
+    hinge_embedding_loss,
+    margin_ranking_loss,
+    multilabel_margin_loss,
     exponential_loss,
     hinge_loss,
     logistic_loss,
@@ -131,6 +135,10 @@ __all__ = [
     "linear_softmax_cross_entropy",
     "vocab_parallel_linear_softmax_cross_entropy",
     # margin
+    "categorical_hinge_loss",
+    "hinge_embedding_loss",
+    "margin_ranking_loss",
+    "multilabel_margin_loss",
     "exponential_loss",
     "hinge_loss",
     "logistic_loss",

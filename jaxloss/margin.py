@@ -22,22 +22,30 @@ from jaxloss import _numerics
 ArrayLike = jax.typing.ArrayLike
 
 
-def _margin_loss(fn: str, scores: ArrayLike, labels: ArrayLike, scores_name: str,
-                 labels_name: str, of_margin: Callable[[jax.Array], jax.Array]) -> jax.Array:
-  """``of_margin(m)`` at the margin m = y·s, for labels ``y`` in {−1, +1}, in the scores' dtype.
+def _pm1_inputs(fn: str, scores: ArrayLike, labels: ArrayLike, scores_name: str,
+                labels_name: str) -> tuple[jnp.dtype, jax.Array, jax.Array, jax.Array]:
+  """``(out_dtype, s, y, valid)`` for labels in {−1, +1}, in the compute dtype.
 
-  Boolean labels mean True = +1, False = −1. A label that is neither −1 nor +1 gives NaN with
-  a zero gradient (its margin is computed as if the label were +1, then
-  :func:`_numerics.nan_where_invalid`); ``checkify`` names the first bad label.
+  Boolean labels mean True = +1, False = −1. ``y`` is +1 where the label is neither −1 nor +1
+  (so that everything computed from it stays finite); the caller's
+  :func:`_numerics.nan_where_invalid` then makes that example NaN with a zero gradient.
+  ``checkify`` names the first bad label.
   """
   labels = jnp.asarray(labels)
   if labels.dtype == jnp.bool_:
     labels = jnp.where(labels, 1, -1).astype(jnp.int8)
   dtype, s, y = _numerics.elementwise_inputs(fn, scores, labels, scores_name, labels_name)
   valid = (y == 1) | (y == -1)
-  _numerics.debug_check_labels(fn, labels_name, jnp.asarray(labels), valid, "-1 or +1")
-  m = jnp.where(valid, y, jnp.ones((), y.dtype)) * s
-  return _numerics.nan_where_invalid(of_margin(m), valid).astype(dtype)
+  _numerics.debug_check_labels(fn, labels_name, labels, valid, "-1 or +1")
+  return dtype, s, jnp.where(valid, y, jnp.ones((), y.dtype)), valid
+
+
+def _margin_loss(fn: str, scores: ArrayLike, labels: ArrayLike, scores_name: str,
+                 labels_name: str, of_margin: Callable[[jax.Array], jax.Array]) -> jax.Array:
+  """``of_margin(m)`` at the margin m = y·s, for labels ``y`` in {−1, +1} (see
+  :func:`_pm1_inputs`), in the output dtype; NaN with a zero gradient at bad labels."""
+  dtype, s, y, valid = _pm1_inputs(fn, scores, labels, scores_name, labels_name)
+  return _numerics.nan_where_invalid(of_margin(y * s), valid).astype(dtype)
 
 
 @_numerics.loss_jit()
@@ -410,4 +418,189 @@ def multi_margin_loss(scores: ArrayLike, labels: ArrayLike, *, p: int = 1,
       raise ValueError(f"{fn}: `class_weights` must have shape (C,) = ({num_classes},), got "
                        f"class_weights.shape={w.shape} and scores.shape={jnp.shape(scores)}")
     loss = loss * w.astype(s.dtype)[y]
+  return _numerics.nan_where_invalid(loss, valid).astype(dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# PyTorch's and Keras's pairwise and multilabel margins.
+# --------------------------------------------------------------------------------------------
+
+@_numerics.loss_jit()
+def margin_ranking_loss(x1: ArrayLike, x2: ArrayLike, labels: ArrayLike, *,
+                        margin: ArrayLike = 0.0) -> jax.Array:
+  """Margin ranking loss, ``max(0, −y·(x1 − x2) + margin)`` (PyTorch's ``margin_ranking_loss``).
+
+  ``y = +1`` asks for ``x1`` to rank above ``x2`` by ``margin``, ``y = −1`` for the reverse.
+
+  Args:
+    x1: floating scores, any shape ``S``.
+    x2: floating scores of shape ``S``.
+    labels: −1 or +1 (integer, floating or boolean: True is +1), shape ``S`` or a scalar.
+    margin: traced float (PyTorch's ``margin``).
+
+  Returns:
+    The loss, shape ``S``, in the result dtype of the floating inputs.
+
+  Sub-gradient: −y in ``x1`` and +y in ``x2`` where the hinge is active, and 0 at the kink
+  y·(x1 − x2) = margin (the ``max(0, ·)`` rule).
+
+  Edge cases:
+    A label that is neither −1 nor +1 gives NaN for that pair with a zero gradient, and fails
+    ``checkify`` naming it. NaN scores propagate.
+
+  References:
+    PyTorch ``torch.nn.functional.margin_ranking_loss`` (``reduction="none"``).
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> loss = jaxloss.margin_ranking_loss(jnp.array([1.0, 0.2]), jnp.array([0.5, 0.6]),
+    ...                                    jnp.array([1, 1]), margin=0.1)
+    >>> print(jnp.round(loss, 4))
+    [0.  0.5]
+  """
+  fn = "margin_ranking_loss"
+  a = _numerics.check_floating(fn, "x1", x1)
+  b = _numerics.check_floating(fn, "x2", x2)
+  _numerics.check_same_shape(fn, "x1", a, "x2", b, allow_scalar=False)
+  out = _numerics.result_dtype(a, b)
+  _, (a, b) = _numerics.upcast(a, b)
+  _, gap, y, valid = _pm1_inputs(fn, a - b, labels, "x1", "labels")
+  loss = _numerics.relu(jnp.asarray(margin, gap.dtype) - y * gap)
+  return _numerics.nan_where_invalid(loss, valid).astype(out)
+
+
+@_numerics.loss_jit()
+def hinge_embedding_loss(distances: ArrayLike, labels: ArrayLike, *,
+                         margin: ArrayLike = 1.0) -> jax.Array:
+  """Hinge embedding loss: ``x`` for similar pairs (y = 1), ``max(0, margin − x)`` for dissimilar
+  ones (y = −1) (PyTorch's ``hinge_embedding_loss``).
+
+  Args:
+    distances: floating distances ``x`` (e.g. an L1 pairwise distance), any shape ``S``.
+    labels: +1 (similar) or −1 (dissimilar), integer, floating or boolean, shape ``S`` or a
+      scalar.
+    margin: traced float.
+
+  Returns:
+    The loss, shape ``S``, in the result dtype of the floating inputs.
+
+  Sub-gradient: 1 for y = 1; −1 for y = −1 where x < margin, and 0 at x = margin.
+
+  Edge cases:
+    A label that is neither −1 nor +1 gives NaN with a zero gradient and fails ``checkify``
+    naming it. NaN distances propagate.
+
+  References:
+    PyTorch ``torch.nn.functional.hinge_embedding_loss`` (``reduction="none"``).
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> jaxloss.hinge_embedding_loss(jnp.array([0.3, 0.3, 2.0]), jnp.array([1, -1, -1]))
+    Array([0.3, 0.7, 0. ], dtype=float32)
+  """
+  fn = "hinge_embedding_loss"
+  dtype, x, y, valid = _pm1_inputs(fn, distances, labels, "distances", "labels")
+  loss = jnp.where(y == 1, x, _numerics.relu(jnp.asarray(margin, x.dtype) - x))
+  return _numerics.nan_where_invalid(loss, valid).astype(dtype)
+
+
+@_numerics.loss_jit(static=("axis",))
+def categorical_hinge_loss(scores: ArrayLike, labels: ArrayLike, *, axis: int = -1) -> jax.Array:
+  """Categorical hinge loss, ``max(0, neg − pos + 1)`` (Keras's ``CategoricalHinge``).
+
+  .. math::
+    \\text{pos} = \\sum_j y_j s_j, \\qquad \\text{neg} = \\max_j (1 - y_j) s_j
+
+  Args:
+    scores: floating scores with a class axis ``axis``.
+    labels: one-hot (or probability) targets of the scores' shape, floating.
+    axis: static; the class axis.
+
+  Returns:
+    The loss, the scores' shape without ``axis``, in the result dtype of the floating inputs.
+
+  Sub-gradient: where the hinge is active, (1 − y_k)·e_k − y in the scores, k the arg max of
+  (1 − y)·s with ties to the lowest class index; 0 at the kink neg − pos = −1.
+
+  Edge cases:
+    As Keras, ``neg`` takes the label's own entry as (1 − y)·s = 0 for a one-hot label, so
+    ``neg`` is never below 0. NaN scores propagate.
+
+  References:
+    Keras ``keras.losses.categorical_hinge``; K. Crammer, Y. Singer, "On the algorithmic
+    implementation of multiclass kernel-based vector machines", JMLR 2001.
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> jaxloss.categorical_hinge_loss(jnp.array([[0.6, 0.4], [0.4, 0.6]]),
+    ...                                jnp.array([[0.0, 1.0], [0.0, 0.0]]))
+    Array([1.2, 1.6], dtype=float32)
+  """
+  fn = "categorical_hinge_loss"
+  s = _numerics.check_floating(fn, "scores", scores)
+  y = _numerics.check_floating(fn, "labels", labels)
+  _numerics.check_same_shape(fn, "scores", s, "labels", y, allow_scalar=False)
+  axis = _numerics.canonical_axis(fn, axis, s.ndim)
+  out = _numerics.result_dtype(s, y)
+  _, (s, y) = _numerics.upcast(s, y)
+  pos = jnp.sum(y * s, axis=axis)
+  others = (1.0 - y) * s
+  k = jnp.argmax(others, axis=axis, keepdims=True)  # ties to the lowest index
+  neg = jnp.take_along_axis(others, k, axis=axis).squeeze(axis)
+  return _numerics.relu(neg - pos + 1.0).astype(out)
+
+
+@_numerics.loss_jit()
+def multilabel_margin_loss(scores: ArrayLike, targets: ArrayLike) -> jax.Array:
+  """Multilabel margin loss (PyTorch's ``multilabel_margin_loss``).
+
+  .. math::
+    \\ell = \\frac{1}{C} \\sum_{j \\in T} \\sum_{i \\notin T} \\max(0, 1 - (s_j - s_i))
+
+  with ``T`` the target classes: the leading entries of ``targets`` up to the first −1 (the
+  padding; what follows it is ignored, as PyTorch).
+
+  Args:
+    scores: floating scores of shape ``S + (C,)`` (classes last, as PyTorch).
+    targets: integer class indices of the same shape, padded with −1.
+
+  Returns:
+    The loss, shape ``S``, in the scores' dtype.
+
+  Sub-gradient: each active term adds (e_i − e_j)/C; 0 at the kink s_j − s_i = 1.
+
+  Edge cases:
+    A row with no target (−1 first) has loss 0 and zero gradient. A target index ≥ C, or a
+    negative one other than the −1 padding, before the first −1 gives NaN for that row with a
+    zero gradient and fails ``checkify`` naming it (PyTorch raises). NaN scores propagate.
+
+  References:
+    PyTorch ``torch.nn.functional.multilabel_margin_loss`` (``reduction="none"``).
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> s = jnp.array([[0.1, 0.2, 0.4, 0.8]])
+    >>> print(f"{float(jaxloss.multilabel_margin_loss(s, jnp.array([[3, 0, -1, 1]]))[0]):.4f}")
+    0.8500
+  """
+  fn = "multilabel_margin_loss"
+  x = _numerics.check_floating(fn, "scores", scores)
+  y = _numerics.wide_labels(_numerics.check_integer(fn, "targets", targets))
+  if x.ndim < 1 or y.shape != x.shape:
+    raise ValueError(f"{fn}: `scores` and `targets` must have the same shape (..., C), got "
+                     f"scores.shape={x.shape} and targets.shape={y.shape}")
+  dtype = x.dtype
+  x = x.astype(_numerics.compute_dtype(x))
+  num_classes = x.shape[-1]
+  listed = jnp.cumprod((y != -1).astype(jnp.int32), axis=-1).astype(bool)  # before the first −1
+  valid_entry = ~listed | ((y >= 0) & (y < num_classes))
+  _numerics.debug_check_labels(fn, "targets", y, valid_entry, f"in [0, {num_classes}) or -1")
+  valid = jnp.all(valid_entry, axis=-1)
+  index = jnp.where(listed & valid_entry, y, 0)
+  iota = jax.lax.broadcasted_iota(index.dtype, index.shape + (num_classes,), index.ndim)
+  is_target = jnp.any((iota == index[..., None]) & listed[..., None], axis=-2)  # (..., C)
+  x_target = jnp.take_along_axis(x, index, axis=-1)  # (..., C): s_{y_j}
+  h = _numerics.relu(1.0 - (x_target[..., :, None] - x[..., None, :]))  # (..., j, i)
+  active = listed[..., :, None] & ~is_target[..., None, :]
+  loss = jnp.sum(jnp.where(active, h / num_classes, jnp.zeros((), x.dtype)), axis=(-2, -1))
   return _numerics.nan_where_invalid(loss, valid).astype(dtype)

@@ -381,3 +381,96 @@ def test_boolean_labels_mean_plus_and_minus_one(name, rng):
   y = rng.integers(0, 2, size=6).astype(bool)
   np.testing.assert_array_equal(np.asarray(fn(s, jnp.asarray(y))),
                                 np.asarray(fn(s, jnp.asarray(np.where(y, 1, -1)))))
+
+
+# PyTorch's and Keras's pairwise and multilabel margins, against their documented formulas.
+
+def test_margin_ranking_value_and_closed_form_gradient(rng):
+  x1, x2 = rng.normal(size=8), rng.normal(size=8)
+  y = rng.choice([-1, 1], size=8)
+  m = 0.3
+  h = -y * (x1 - x2) + m
+  assert_close(jaxloss.margin_ranking_loss(f32(x1), f32(x2), jnp.asarray(y), margin=m),
+               np.maximum(0.0, h))
+  g1, g2 = jax.grad(lambda a, b: jnp.sum(jaxloss.margin_ranking_loss(a, b, jnp.asarray(y),
+                                                                     margin=m)),
+                    argnums=(0, 1))(f32(x1), f32(x2))
+  assert_close(g1, np.where(h > 0, -y, 0.0))
+  assert_close(g2, np.where(h > 0, y, 0.0))
+  # At the kink (h = 0) the sub-gradient is 0.
+  g = jax.grad(lambda a: jaxloss.margin_ranking_loss(a, f32(0.0), 1, margin=0.5))(f32(0.5))
+  assert float(g) == 0.0
+
+
+def test_hinge_embedding_value_and_closed_form_gradient(rng):
+  x = np.abs(rng.normal(size=8)) * 2
+  y = rng.choice([-1, 1], size=8)
+  truth = np.where(y == 1, x, np.maximum(0.0, 1.0 - x))
+  assert_close(jaxloss.hinge_embedding_loss(f32(x), jnp.asarray(y)), truth)
+  g = jax.grad(lambda d: jnp.sum(jaxloss.hinge_embedding_loss(d, jnp.asarray(y))))(f32(x))
+  assert_close(g, np.where(y == 1, 1.0, np.where(x < 1.0, -1.0, 0.0)))
+  bad = jaxloss.hinge_embedding_loss(f32([0.5, 0.5]), jnp.asarray([1, 0]))
+  assert np.isfinite(float(bad[0])) and np.isnan(float(bad[1]))
+
+
+def test_categorical_hinge_matches_keras_formula(rng):
+  s = rng.normal(size=(6, 4))
+  y = np.eye(4)[rng.integers(0, 4, 6)]
+  pos = np.sum(y * s, -1)
+  neg = np.max((1 - y) * s, -1)
+  truth = np.maximum(0.0, neg - pos + 1.0)
+  assert_close(jaxloss.categorical_hinge_loss(f32(s), f32(y)), truth)
+  g = jax.grad(lambda v: jnp.sum(jaxloss.categorical_hinge_loss(v, f32(y))))(f32(s))
+  k = np.argmax((1 - y) * s, -1)
+  expected = np.where((truth > 0)[:, None], (1 - y) * np.eye(4)[k] - y, 0.0)
+  assert_close(g, expected)
+
+
+def _np_multilabel_margin(x, y):
+  out = []
+  for xs, ys in zip(x, y):
+    targets = []
+    for t in ys:
+      if t == -1:
+        break
+      targets.append(t)
+    c = len(xs)
+    others = [i for i in range(c) if i not in targets]
+    out.append(sum(max(0.0, 1 - (xs[j] - xs[i])) for j in targets for i in others) / c)
+  return np.array(out)
+
+
+def test_multilabel_margin_matches_pytorch_definition(rng):
+  x = rng.normal(size=(5, 4))
+  y = np.array([[3, 0, -1, 1], [1, -1, 2, 2], [-1, 0, 1, 2], [0, 1, 2, 3], [2, 2, -1, 0]])
+  assert_close(jaxloss.multilabel_margin_loss(f32(x), jnp.asarray(y)),
+               _np_multilabel_margin(x, y))
+  # PyTorch's documented example: 0.85.
+  doc = jaxloss.multilabel_margin_loss(f32([[0.1, 0.2, 0.4, 0.8]]), jnp.asarray([[3, 0, -1, 1]]))
+  np.testing.assert_allclose(float(doc[0]), 0.85, rtol=1e-6)
+
+
+def test_multilabel_margin_closed_form_gradient(rng):
+  x = rng.normal(size=(3, 5))
+  y = np.array([[1, 3, -1, 0, 0], [4, -1, -1, -1, -1], [0, 1, 2, 3, -1]])
+  g = np.asarray(jax.grad(lambda v: jnp.sum(jaxloss.multilabel_margin_loss(v, jnp.asarray(y))))(
+      f32(x)))
+  expected = np.zeros_like(x)
+  for r in range(3):
+    targets = list(y[r][:list(y[r]).index(-1)]) if -1 in y[r] else list(y[r])
+    for j in targets:
+      for i in range(5):
+        if i not in targets and 1 - (x[r, j] - x[r, i]) > 0:
+          expected[r, i] += 1 / 5
+          expected[r, j] -= 1 / 5
+  assert_close(g, expected)
+
+
+def test_multilabel_margin_bad_target_gives_nan_and_zero_gradient(rng):
+  x = f32(rng.normal(size=(2, 3)))
+  y = jnp.asarray([[0, 5, -1], [1, -1, 7]])  # row 0: 5 >= C before the padding; row 1: fine
+  out = np.asarray(jaxloss.multilabel_margin_loss(x, y))
+  assert np.isnan(out[0]) and np.isfinite(out[1])
+  g = np.asarray(jax.grad(lambda v: jaxloss.reduce(jaxloss.multilabel_margin_loss(v, y),
+                                                   where=jnp.asarray([False, True])))(x))
+  assert np.all(g[0] == 0) and np.all(np.isfinite(g))
