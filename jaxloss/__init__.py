@@ -8,6 +8,8 @@ __version__ = "0.1.0"
 
 from jaxloss.divergence import kl_divergence, kl_divergence_with_log_targets
 from jaxloss.embedding import (
+    cosine_embedding_loss,
+    triplet_margin_with_distance_loss,
     center_loss,
     contrastive_loss,
     triplet_margin_loss,
@@ -150,6 +152,8 @@ __all__ = [
     "squared_hinge_loss",
     "zero_one_loss",
     # embedding
+    "cosine_embedding_loss",
+    "triplet_margin_with_distance_loss",
     "center_loss",
     "contrastive_loss",
     "triplet_margin_loss",

@@ -387,6 +387,24 @@ def wide_labels(labels: jax.Array) -> jax.Array:
   return labels.astype(jnp.int32) if labels.dtype.itemsize < 4 else labels
 
 
+def pm1_inputs(fn: str, scores: jax.typing.ArrayLike, labels: jax.typing.ArrayLike,
+               scores_name: str, labels_name: str
+               ) -> tuple[jnp.dtype, jax.Array, jax.Array, jax.Array]:
+  """``(out_dtype, s, y, valid)`` for labels in {−1, +1}, as :func:`elementwise_inputs`.
+
+  Boolean labels mean True = +1, False = −1. ``y`` is +1 where the label is neither −1 nor +1
+  (so that everything computed from it stays finite); the caller's :func:`nan_where_invalid`
+  then makes that example NaN with a zero gradient. ``checkify`` names the first bad label.
+  """
+  labels = jnp.asarray(labels)
+  if labels.dtype == jnp.bool_:
+    labels = jnp.where(labels, 1, -1).astype(jnp.int8)
+  dtype, s, y = elementwise_inputs(fn, scores, labels, scores_name, labels_name)
+  valid = (y == 1) | (y == -1)
+  debug_check_labels(fn, labels_name, labels, valid, "-1 or +1")
+  return dtype, s, jnp.where(valid, y, jnp.ones((), y.dtype)), valid
+
+
 def class_labels_valid(fn: str, name: str, labels: jax.Array, num_classes: int) -> jax.Array:
   """Boolean mask of the integer labels in [0, num_classes); :func:`debug_check_labels` too."""
   labels = wide_labels(labels)

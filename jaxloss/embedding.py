@@ -8,6 +8,7 @@ returned in their dtype.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -130,22 +131,95 @@ def triplet_margin_loss(anchors: ArrayLike, positives: ArrayLike, negatives: Arr
     ``torch.nn.functional.triplet_margin_loss``.
   """
   fn = "triplet_margin_loss"
-  names = ("anchors", "positives", "negatives")
-  arrays = tuple(_numerics.check_floating(fn, n, x) for n, x in zip(names, (anchors, positives,
-                                                                           negatives)))
-  for name, x in zip(names[1:], arrays[1:]):
-    _numerics.check_same_shape(fn, names[0], arrays[0], name, x, allow_scalar=False)
-  axis = _numerics.canonical_axis(fn, axis, arrays[0].ndim)
-  _, (a, p, n) = _numerics.upcast(*arrays)
+  out, (a, p, n) = _triplet_inputs(fn, anchors, positives, negatives)
+  axis = _numerics.canonical_axis(fn, axis, a.ndim)
   eps = jnp.asarray(eps, a.dtype)
   q = jnp.asarray(norm_degree, a.dtype)
-  d_pos = _distance(a, p, eps, q, axis)
-  d_neg = _distance(a, n, eps, q, axis)
+  return _triplet(lambda x, y: _distance(x, y, eps, q, axis), a, p, n, margin, swap).astype(out)
+
+
+def _triplet_inputs(fn: str, anchors: ArrayLike, positives: ArrayLike, negatives: ArrayLike
+                    ) -> tuple[jnp.dtype, list[jax.Array]]:
+  """The three same-shaped floating inputs in the compute dtype, and the output dtype."""
+  names = ("anchors", "positives", "negatives")
+  arrays = [_numerics.check_floating(fn, n, x) for n, x in zip(names, (anchors, positives,
+                                                                      negatives))]
+  for name, x in zip(names[1:], arrays[1:]):
+    _numerics.check_same_shape(fn, names[0], arrays[0], name, x, allow_scalar=False)
+  out = _numerics.result_dtype(*arrays)
+  return out, _numerics.upcast(*arrays)[1]
+
+
+def _triplet(distance: Callable[[jax.Array, jax.Array], jax.Array], a: jax.Array, p: jax.Array,
+             n: jax.Array, margin: ArrayLike, swap: bool) -> jax.Array:
+  """max(0, margin + d(a, p) − d(a, n)), d(a, n) replaced by d(p, n) when smaller and ``swap``."""
+  d_pos = distance(a, p)
+  d_neg = distance(a, n)
   if swap:
-    d_swap = _distance(p, n, eps, q, axis)
+    d_swap = distance(p, n)
     d_neg = jnp.where(d_swap < d_neg, d_swap, d_neg)  # a tie keeps d(a, n), where min splits
-  loss = _numerics.relu(jnp.asarray(margin, a.dtype) + (d_pos - d_neg))  # relu'(0) = 0
-  return loss.astype(arrays[0].dtype)
+  return _numerics.relu(jnp.asarray(margin, d_pos.dtype) + (d_pos - d_neg))  # relu'(0) = 0
+
+
+@_numerics.loss_jit(static=("distance_fn", "swap"))
+def triplet_margin_with_distance_loss(
+    anchors: ArrayLike, positives: ArrayLike, negatives: ArrayLike, *,
+    distance_fn: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+    margin: ArrayLike = 1.0, swap: bool = False) -> jax.Array:
+  """Triplet loss with a distance of the caller's choice (PyTorch's
+  ``triplet_margin_with_distance_loss``).
+
+  .. math::
+    \\ell = \\max(0, \\text{margin} + d(a, p) - d(a, n))
+
+  Args:
+    anchors: floating embeddings, shape ``S + (D,)`` (features last).
+    positives: same shape as ``anchors``.
+    negatives: same shape as ``anchors``.
+    distance_fn: static; a function of two ``S + (D,)`` arrays returning their ``S``-shaped
+      distances, pure and jit-compatible (hashable: a module-level function, or a
+      ``functools.partial`` of one). ``None`` is PyTorch's default, the pairwise Euclidean
+      distance ‖x − y + 1e-6‖₂ (:func:`triplet_margin_loss`'s distance).
+    margin: traced float.
+    swap: static; the distance swap of Balntas et al. (d(a, n) replaced by d(p, n) when
+      smaller).
+
+  Returns:
+    The loss, shape ``S``, in the result dtype of the inputs (as ``distance_fn`` returns it).
+
+  Sub-gradient: the gradient of d(a, p) − d(a, n) where the hinge is active, 0 at the kink;
+  a tie in the swap keeps d(a, n).
+
+  Edge cases:
+    The default distance has gradient 0 at coinciding vectors (its sub-gradient); a custom
+    ``distance_fn`` brings its own derivative. NaN inputs propagate.
+
+  References:
+    PyTorch ``torch.nn.functional.triplet_margin_with_distance_loss``; V. Balntas et al.,
+    BMVC 2016.
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> a, p, n = jnp.zeros((1, 2)), jnp.array([[6.0, 8.0]]), jnp.array([[3.0, 4.0]])
+    >>> print(jnp.round(jaxloss.triplet_margin_with_distance_loss(a, p, n), 4))  # 1 + 10 − 5
+    [6.]
+    >>> def cosine_distance(x, y):
+    ...   return 1 - jnp.sum(x * y, -1) / jnp.sqrt(jnp.sum(x * x, -1) * jnp.sum(y * y, -1))
+    >>> a, p, n = jnp.array([[1.0, 0.0]]), jnp.array([[1.0, 1.0]]), jnp.array([[0.0, 1.0]])
+    >>> loss = jaxloss.triplet_margin_with_distance_loss(a, p, n, distance_fn=cosine_distance)
+    >>> print(jnp.round(loss, 4))  # 1 + (1 − 1/√2) − 1
+    [0.2929]
+  """
+  fn = "triplet_margin_with_distance_loss"
+  out, (a, p, n) = _triplet_inputs(fn, anchors, positives, negatives)
+  if distance_fn is None:
+    eps = jnp.asarray(1e-6, a.dtype)
+    two = jnp.asarray(2.0, a.dtype)
+    distance_fn = lambda x, y: _distance(x, y, eps, two, x.ndim - 1)  # noqa: E731
+  elif not callable(distance_fn):
+    raise TypeError(f"{fn}(distance_fn=...) must be a callable of two arrays or None, got "
+                    f"{distance_fn!r}")
+  return _triplet(distance_fn, a, p, n, margin, swap).astype(out)
 
 
 @_numerics.loss_jit(static=("axis",), bounds={"margin": _numerics.Range(low=0.0)})
@@ -309,3 +383,63 @@ def update_centers(centers: ArrayLike, features: ArrayLike, labels: ArrayLike, *
                                num_segments=num_classes)[:, None]
   delta = (counts * c32 - sums) / (1.0 + counts)
   return (c32 - jnp.asarray(alpha, dtype) * delta).astype(c.dtype)
+
+
+@_numerics.loss_jit(static=("axis",), bounds={"eps": _numerics.Range(low=0.0)})
+def cosine_embedding_loss(x1: ArrayLike, x2: ArrayLike, labels: ArrayLike, *,
+                          margin: ArrayLike = 0.0, axis: int = -1,
+                          eps: ArrayLike = 1e-8) -> jax.Array:
+  """Cosine embedding loss (PyTorch's ``cosine_embedding_loss``).
+
+  .. math::
+    \\ell = \\begin{cases} 1 - \\cos(x_1, x_2) & y = 1 \\\\
+                          \\max(0, \\cos(x_1, x_2) - \\text{margin}) & y = -1 \\end{cases},
+    \\qquad \\cos = \\frac{x_1 \\cdot x_2}{\\sqrt{(\\lVert x_1\\rVert^2 + \\varepsilon)
+                                               (\\lVert x_2\\rVert^2 + \\varepsilon)}}
+
+  Args:
+    x1: floating embeddings, shape ``S`` with the feature axis ``axis``.
+    x2: same shape as ``x1``.
+    labels: +1 (similar) or −1 (dissimilar), integer, floating or boolean (True is +1), of
+      ``x1``'s shape without ``axis``, or a scalar.
+    margin: traced float, in [−1, 1] to be meaningful (PyTorch suggests 0 to 0.5).
+    axis: static; the feature axis.
+    eps: traced float >= 0 added to each squared norm, so that a zero vector has cosine 0
+      with a finite gradient. PyTorch adds a fixed 1e-12; pass ``eps=1e-12`` for its numbers
+      to the last bit (the default differs from it by under 1e-7 relative at unit norms).
+
+  Returns:
+    The loss, ``S`` without ``axis``, in the result dtype of the floating inputs.
+
+  Sub-gradient: −∇cos for y = 1; ∇cos for y = −1 where cos > margin, and 0 at cos = margin.
+
+  Edge cases:
+    A label that is neither −1 nor +1 gives NaN for that pair with a zero gradient and fails
+    ``checkify`` naming it. Squared norms overflow above |x| ~ 1.8e19 in float32 (the cosine
+    is then NaN). NaN inputs propagate.
+
+  References:
+    PyTorch ``torch.nn.functional.cosine_embedding_loss`` (``reduction="none"``).
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> x1 = jnp.array([[1.0, 0.0], [1.0, 0.0]])
+    >>> x2 = jnp.array([[1.0, 1.0], [1.0, 1.0]])
+    >>> print(jnp.round(jaxloss.cosine_embedding_loss(x1, x2, jnp.array([1, -1])), 4))
+    [0.2929 0.7071]
+  """
+  fn = "cosine_embedding_loss"
+  a = _numerics.check_floating(fn, "x1", x1)
+  b = _numerics.check_floating(fn, "x2", x2)
+  _numerics.check_same_shape(fn, "x1", a, "x2", b, allow_scalar=False)
+  axis = _numerics.canonical_axis(fn, axis, a.ndim)
+  out = _numerics.result_dtype(a, b)
+  _, (a, b) = _numerics.upcast(a, b)
+  e = jnp.asarray(eps, a.dtype)
+  # Two square roots, not one of the product: ‖x1‖²·‖x2‖² overflows long before either.
+  cos = jnp.sum(a * b, axis) / (jnp.sqrt(jnp.sum(a * a, axis) + e)
+                                * jnp.sqrt(jnp.sum(b * b, axis) + e))
+  _, cos, y, valid = _numerics.pm1_inputs(fn, cos, labels, "x1", "labels")
+  loss = jnp.where(y == 1, 1.0 - cos, _numerics.relu(cos - jnp.asarray(margin, cos.dtype)))
+  return _numerics.nan_where_invalid(loss, valid).astype(out)
+

@@ -22,29 +22,11 @@ from jaxloss import _numerics
 ArrayLike = jax.typing.ArrayLike
 
 
-def _pm1_inputs(fn: str, scores: ArrayLike, labels: ArrayLike, scores_name: str,
-                labels_name: str) -> tuple[jnp.dtype, jax.Array, jax.Array, jax.Array]:
-  """``(out_dtype, s, y, valid)`` for labels in {−1, +1}, in the compute dtype.
-
-  Boolean labels mean True = +1, False = −1. ``y`` is +1 where the label is neither −1 nor +1
-  (so that everything computed from it stays finite); the caller's
-  :func:`_numerics.nan_where_invalid` then makes that example NaN with a zero gradient.
-  ``checkify`` names the first bad label.
-  """
-  labels = jnp.asarray(labels)
-  if labels.dtype == jnp.bool_:
-    labels = jnp.where(labels, 1, -1).astype(jnp.int8)
-  dtype, s, y = _numerics.elementwise_inputs(fn, scores, labels, scores_name, labels_name)
-  valid = (y == 1) | (y == -1)
-  _numerics.debug_check_labels(fn, labels_name, labels, valid, "-1 or +1")
-  return dtype, s, jnp.where(valid, y, jnp.ones((), y.dtype)), valid
-
-
 def _margin_loss(fn: str, scores: ArrayLike, labels: ArrayLike, scores_name: str,
                  labels_name: str, of_margin: Callable[[jax.Array], jax.Array]) -> jax.Array:
   """``of_margin(m)`` at the margin m = y·s, for labels ``y`` in {−1, +1} (see
-  :func:`_pm1_inputs`), in the output dtype; NaN with a zero gradient at bad labels."""
-  dtype, s, y, valid = _pm1_inputs(fn, scores, labels, scores_name, labels_name)
+  :func:`_numerics.pm1_inputs`), in the output dtype; NaN with a zero gradient at bad labels."""
+  dtype, s, y, valid = _numerics.pm1_inputs(fn, scores, labels, scores_name, labels_name)
   return _numerics.nan_where_invalid(of_margin(y * s), valid).astype(dtype)
 
 
@@ -464,7 +446,7 @@ def margin_ranking_loss(x1: ArrayLike, x2: ArrayLike, labels: ArrayLike, *,
   _numerics.check_same_shape(fn, "x1", a, "x2", b, allow_scalar=False)
   out = _numerics.result_dtype(a, b)
   _, (a, b) = _numerics.upcast(a, b)
-  _, gap, y, valid = _pm1_inputs(fn, a - b, labels, "x1", "labels")
+  _, gap, y, valid = _numerics.pm1_inputs(fn, a - b, labels, "x1", "labels")
   loss = _numerics.relu(jnp.asarray(margin, gap.dtype) - y * gap)
   return _numerics.nan_where_invalid(loss, valid).astype(out)
 
@@ -499,7 +481,7 @@ def hinge_embedding_loss(distances: ArrayLike, labels: ArrayLike, *,
     Array([0.3, 0.7, 0. ], dtype=float32)
   """
   fn = "hinge_embedding_loss"
-  dtype, x, y, valid = _pm1_inputs(fn, distances, labels, "distances", "labels")
+  dtype, x, y, valid = _numerics.pm1_inputs(fn, distances, labels, "distances", "labels")
   loss = jnp.where(y == 1, x, _numerics.relu(jnp.asarray(margin, x.dtype) - x))
   return _numerics.nan_where_invalid(loss, valid).astype(dtype)
 

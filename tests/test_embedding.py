@@ -354,3 +354,63 @@ def test_triplet_traced_norm_degree_equals_python_number(rng):
     assert_close(traced, jaxloss.triplet_margin_loss(a, p, n, norm_degree=q))
   with pytest.raises(ValueError, match=r"triplet_margin_loss\(norm_degree=\.\.\.\) must be > 0"):
     jaxloss.triplet_margin_loss(a, p, n, norm_degree=0)
+
+
+def _np_cos(a, b, eps):
+  return np.sum(a * b, -1) / np.sqrt((np.sum(a * a, -1) + eps) * (np.sum(b * b, -1) + eps))
+
+
+def test_cosine_embedding_matches_pytorch_formula(rng):
+  a, b = rng.normal(size=(6, 5)), rng.normal(size=(6, 5))
+  y = np.array([1, -1, 1, -1, -1, 1])
+  for margin in (0.0, 0.3):
+    cos = _np_cos(a, b, 1e-12)
+    truth = np.where(y == 1, 1 - cos, np.maximum(0.0, cos - margin))
+    assert_close(jaxloss.cosine_embedding_loss(f32(a), f32(b), jnp.asarray(y), margin=margin,
+                                               eps=1e-12), truth)
+
+
+def test_cosine_embedding_closed_form_gradient(rng):
+  a, b = rng.normal(size=(6, 5)), rng.normal(size=(6, 5))
+  y = np.array([1, -1, 1, -1, -1, 1])
+  eps = 1e-8
+  g = jax.grad(lambda v: jnp.sum(jaxloss.cosine_embedding_loss(v, f32(b), jnp.asarray(y))))(
+      f32(a))
+  na = np.sqrt(np.sum(a * a, -1, keepdims=True) + eps)
+  nb = np.sqrt(np.sum(b * b, -1, keepdims=True) + eps)
+  cos = np.sum(a * b, -1, keepdims=True) / (na * nb)
+  dcos = b / (na * nb) - cos * a / na ** 2  # ∂cos/∂a
+  sign = np.where(y == 1, -1.0, np.where(cos[:, 0] > 0.0, 1.0, 0.0))[:, None]
+  assert_close(g, sign * dcos, rtol=1e-4)
+
+
+def test_cosine_embedding_zero_vector_is_finite():
+  z = jnp.zeros((1, 3), jnp.float32)
+  x = jnp.ones((1, 3), jnp.float32)
+  out, g = jax.value_and_grad(lambda v: jaxloss.cosine_embedding_loss(v, x, 1)[0])(z)
+  np.testing.assert_allclose(float(out), 1.0)
+  assert np.all(np.isfinite(np.asarray(g)))
+
+
+def test_triplet_with_distance_default_equals_triplet_margin_loss(rng):
+  a, p, n = (f32(rng.normal(size=(5, 4))) for _ in range(3))
+  for swap in (False, True):
+    assert_close(jaxloss.triplet_margin_with_distance_loss(a, p, n, swap=swap, margin=0.7),
+                 jaxloss.triplet_margin_loss(a, p, n, margin=0.7, swap=swap))
+
+
+def _l1_distance(x, y):
+  return jnp.sum(jnp.abs(x - y), -1)
+
+
+def test_triplet_with_custom_distance_against_numpy(rng):
+  a, p, n = (rng.normal(size=(5, 4)) for _ in range(3))
+  d = lambda x, y: np.sum(np.abs(x - y), -1)  # noqa: E731
+  truth = np.maximum(0.0, 1.0 + d(a, p) - np.minimum(d(a, n), d(p, n)))
+  out = jaxloss.triplet_margin_with_distance_loss(f32(a), f32(p), f32(n),
+                                                  distance_fn=_l1_distance, swap=True)
+  assert_close(out, truth)
+  g = jax.grad(lambda v: jnp.sum(jaxloss.triplet_margin_with_distance_loss(
+      v, f32(p), f32(n), distance_fn=_l1_distance)))(f32(a))
+  active = (1.0 + d(a, p) - d(a, n)) > 0
+  assert_close(g, np.where(active[:, None], np.sign(a - p) - np.sign(a - n), 0.0))
