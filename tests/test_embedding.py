@@ -414,3 +414,18 @@ def test_triplet_with_custom_distance_against_numpy(rng):
       v, f32(p), f32(n), distance_fn=_l1_distance)))(f32(a))
   active = (1.0 + d(a, p) - d(a, n)) > 0
   assert_close(g, np.where(active[:, None], np.sign(a - p) - np.sign(a - n), 0.0))
+
+
+def test_cosine_embedding_and_triplet_with_distance_match_pytorch_vectors():
+  for case in torch_cases("cosine_embedding_loss"):
+    a, b, y = (f32(v) for v in case["inputs"])
+    fn = lambda v: jaxloss.cosine_embedding_loss(v, b, y, eps=1e-12, **case["kwargs"])  # noqa: E731
+    assert_close(fn(a), case["loss"])
+    assert_close(jax.grad(lambda v: jnp.sum(fn(v)))(a), case["grad"], rtol=1e-4)
+  cases = torch_cases("triplet_margin_with_distance_loss")
+  assert cases
+  for case in cases:
+    a, p, n = (f32(v) for v in case["inputs"])
+    fn = lambda v: jaxloss.triplet_margin_with_distance_loss(v, p, n, **case["kwargs"])  # noqa: E731
+    assert_close(fn(a), case["loss"])
+    assert_close(jax.grad(lambda v: jnp.sum(fn(v)))(a), case["grad"])

@@ -474,3 +474,21 @@ def test_multilabel_margin_bad_target_gives_nan_and_zero_gradient(rng):
   g = np.asarray(jax.grad(lambda v: jaxloss.reduce(jaxloss.multilabel_margin_loss(v, y),
                                                    where=jnp.asarray([False, True])))(x))
   assert np.all(g[0] == 0) and np.all(np.isfinite(g))
+
+
+@pytest.mark.parametrize("name, torch_function", [
+    ("margin_ranking_loss", "margin_ranking_loss"),
+    ("hinge_embedding_loss", "hinge_embedding_loss"),
+    ("multilabel_margin_loss", "multilabel_margin_loss"),
+])
+def test_pairwise_and_multilabel_margins_match_pytorch_vectors(name, torch_function):
+  cases = torch_cases(torch_function)
+  assert cases, torch_function
+  fn = getattr(jaxloss, name)
+  for case in cases:
+    x, *rest = case["inputs"]
+    rest = [jnp.asarray(np.asarray(r), jnp.int32) if name == "multilabel_margin_loss" else f32(r)
+            for r in rest]
+    loss, grad = jax.value_and_grad(lambda v: jnp.sum(fn(v, *rest, **case["kwargs"])))(f32(x))
+    assert_close(fn(f32(x), *rest, **case["kwargs"]), case["loss"])
+    assert_close(grad, case["grad"])
