@@ -316,8 +316,9 @@ def reverse_kl_divergence(student_logits: ArrayLike, teacher_logits: ArrayLike, 
     A teacher that is one-hot to float precision (a logit gap of 100 or 1e4) gives a finite
     value and gradient: the log-probabilities come from a log-softmax, never from
     ``log(softmax)``, whose log 0 = −inf gives inf or NaN. A teacher probability of exactly
-    0 (an unmasked −inf logit) where the student has mass gives +inf, the true value: mask
-    such classes with ``where``, after which the gradient is finite and exactly 0 there.
+    0 (an unmasked −inf logit) where the student has mass gives +inf, the true value, and a
+    NaN gradient for that row (inf − inf), even if the row is dropped afterwards: mask such
+    classes with ``where``, after which the value is finite and the gradient exactly 0 there.
     Student probabilities of exactly 0 contribute 0 (0·log 0 = 0). NaN logits propagate.
 
   References:
