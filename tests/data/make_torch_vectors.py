@@ -18,12 +18,14 @@ import torch.nn.functional as F
 OUT = pathlib.Path(__file__).with_name("torch_reference_extra.json")
 
 
-def _case(name, function, inputs, kwargs=None, note=""):
+def _case(name, function, inputs, kwargs=None, note="", reduction=True):
   kwargs = kwargs or {}
   tensors = [torch.tensor(x) for x in inputs]
   tensors[0].requires_grad_(True)
   torch_kwargs = {k: torch.tensor(v) if k == "weight" else v for k, v in kwargs.items()}
-  loss = getattr(F, function)(*tensors, reduction="none", **torch_kwargs)
+  if reduction:
+    torch_kwargs["reduction"] = "none"
+  loss = getattr(F, function)(*tensors, **torch_kwargs)
   loss.sum().backward()
   return {"name": name, "torch_function": function, "note": note,
           "inputs": [np.asarray(x).tolist() for x in inputs], "kwargs": kwargs,
@@ -58,6 +60,22 @@ def main():
   cases.append(_case("multilabel_soft_margin.weight", "multilabel_soft_margin_loss",
                      [r.normal(size=(6, 4)) * 3, labels],
                      {"weight": r.uniform(0.5, 2.0, size=4).tolist()}))
+  for eps in (1e-8, 1e-3):
+    cases.append(_case(f"cosine_similarity.eps{eps}", "cosine_similarity",
+                       [r.normal(size=(6, 4)), r.normal(size=(6, 4))], {"dim": -1, "eps": eps},
+                       reduction=False))
+  # CTC: inputs are (log_probs (T, N, C), targets (N, S), input_lengths (N,), target_lengths
+  # (N,)); blank 0; one impossible alignment (T too short) in the zero_infinity case.
+  t, n, c, s_len = 6, 3, 4, 3
+  logits = r.normal(size=(t, n, c))
+  log_probs = logits - np.log(np.sum(np.exp(logits), -1, keepdims=True))
+  targets = r.integers(1, c, size=(n, s_len))
+  for zero_infinity in (False, True):
+    lengths = [t, t - 1, 2] if zero_infinity else [t, t - 1, t - 2]
+    cases.append(_case(f"ctc.zero_infinity{zero_infinity}", "ctc_loss",
+                       [log_probs, targets, np.array(lengths), np.array([3, 2, 3])],
+                       {"blank": 0, "zero_infinity": zero_infinity},
+                       note="inputs[0] are log-probabilities (T, N, C), time-major"))
   OUT.write_text(json.dumps({"generator": f"tests/data/make_torch_vectors.py, torch "
                                           f"{torch.__version__}", "cases": cases}, indent=1))
   print(f"wrote {len(cases)} cases to {OUT}")
