@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +35,7 @@ from jax.sharding import PartitionSpec as P
 from jaxloss import _numerics
 
 ArrayLike = jax.typing.ArrayLike
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 # CLIP (Radford et al. 2021, section 2.5): the learnable temperature is "clipped to prevent
 # scaling the logits by more than 100".
@@ -93,7 +96,8 @@ def _sin_and_angle(c: jax.Array) -> tuple[jax.Array, jax.Array]:
 # Margin softmax: the target logit ψ(cos θ) of the combined margin, as a custom_jvp.
 # --------------------------------------------------------------------------------------------
 
-def _extension(theta, m1, m2):
+def _extension(theta: jax.Array, m1: jax.Array, m2: jax.Array
+               ) -> tuple[jax.Array, jax.Array, jax.Array]:
   """SphereFace's monotone extension of cos(m1·θ + m2) past π, and (−1)^k, φ."""
   phi = m1 * theta + m2
   k = jnp.floor(phi / math.pi)
@@ -101,17 +105,18 @@ def _extension(theta, m1, m2):
   return sign * jnp.cos(phi) - 2 * k, sign, phi
 
 
-def _primary(fallback, c, phi):
+def _primary(fallback: str, c: jax.Array, phi: jax.Array) -> jax.Array:
   """Where the angular form holds (True) and where the fallback replaces it."""
   if fallback == "arcface":
     return phi < math.pi
   if fallback == "easy":
     return c > 0
-  return None
+  return jnp.ones(c.shape, jnp.bool_)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(4,))
-def _target_logit(c, m1, m2, m3, fallback):
+def _target_logit(c: jax.Array, m1: jax.Array, m2: jax.Array, m3: jax.Array,
+                  fallback: str) -> jax.Array:
   """ψ(c) for the combined margin; see :func:`margin_softmax_loss` for the formula."""
   _, theta = _sin_and_angle(c)
   ext, _, phi = _extension(theta, m1, m2)
@@ -124,7 +129,8 @@ def _target_logit(c, m1, m2, m3, fallback):
 
 
 @_target_logit.defjvp
-def _target_logit_jvp(fallback, primals, tangents):
+def _target_logit_jvp(fallback: str, primals: tuple[jax.Array, ...], tangents: tuple[jax.Array, ...]
+                      ) -> tuple[jax.Array, jax.Array]:
   c, m1, m2, m3 = primals
   dc, dm1, dm2, dm3 = tangents
   value = _target_logit(c, m1, m2, m3, fallback)
@@ -151,7 +157,8 @@ def _target_logit_jvp(fallback, primals, tangents):
   return value, d_c * dc + d_m1 * dm1 + d_m2 * dm2 - dm3
 
 
-def _margin_inputs(fn, embeddings, class_weights, labels, num_subcenters):
+def _margin_inputs(fn: str, embeddings: ArrayLike, class_weights: ArrayLike, labels: ArrayLike,
+                   num_subcenters: int) -> tuple[jax.Array, jax.Array, jax.Array]:
   x = _numerics.check_floating(fn, "embeddings", embeddings)
   w = _numerics.check_floating(fn, "class_weights", class_weights)
   y = _numerics.wide_labels(_numerics.check_integer(fn, "labels", labels))
@@ -169,8 +176,9 @@ def _margin_inputs(fn, embeddings, class_weights, labels, num_subcenters):
   return x, w, y
 
 
-def _margin_softmax(fn, embeddings, class_weights, labels, scale, m1, m2, m3, *, fallback,
-                    angular=True, num_subcenters=1):
+def _margin_softmax(fn: str, embeddings: ArrayLike, class_weights: ArrayLike, labels: ArrayLike,
+                    scale: ArrayLike, m1: ArrayLike, m2: ArrayLike, m3: ArrayLike, *,
+                    fallback: str, angular: bool = True, num_subcenters: int = 1) -> jax.Array:
   """ℓ = logsumexp_j(s·z_j) − s·z_y with z_j = cos θ_j (j ≠ y) and z_y = ψ(cos θ_y)."""
   if fallback not in _FALLBACKS:
     raise ValueError(f"{fn}(fallback=...) must be one of {_FALLBACKS}, got {fallback!r}")
@@ -221,8 +229,8 @@ _MARGIN_EDGE_CASES = """
 """
 
 
-def _margin_doc(fn):
-  fn.__doc__ = fn.__doc__.replace("  Edge cases: (margin)\n", _MARGIN_EDGE_CASES)
+def _margin_doc(fn: _F) -> _F:
+  fn.__doc__ = (fn.__doc__ or "").replace("  Edge cases: (margin)\n", _MARGIN_EDGE_CASES)
   return fn
 
 
@@ -490,7 +498,8 @@ def subcenter_arcface_loss(embeddings: ArrayLike, class_weights: ArrayLike, labe
 # Contrastive losses: row-wise kernels shared by the unsharded and sharded forms.
 # --------------------------------------------------------------------------------------------
 
-def _pair_inputs(fn, name_a, a, name_b, b):
+def _pair_inputs(fn: str, name_a: str, a: ArrayLike, name_b: str, b: ArrayLike
+                 ) -> tuple[jnp.dtype, jax.Array, jax.Array]:
   a = _numerics.check_floating(fn, name_a, a)
   b = _numerics.check_floating(fn, name_b, b)
   if a.ndim != 2 or b.shape != a.shape:
@@ -500,7 +509,7 @@ def _pair_inputs(fn, name_a, a, name_b, b):
   return _out_dtype(a, b), a.astype(dtype), b.astype(dtype)
 
 
-def _batch_mask(fn, where, n):
+def _batch_mask(fn: str, where: ArrayLike | None, n: int) -> jax.Array | None:
   if where is None:
     return None
   m = jnp.asarray(where)
@@ -512,7 +521,7 @@ def _batch_mask(fn, where, n):
   return m
 
 
-def _scalar(fn, name, value, dtype):
+def _scalar(fn: str, name: str, value: ArrayLike, dtype: jnp.dtype) -> jax.Array:
   v = jnp.asarray(value)
   if not (jnp.issubdtype(v.dtype, jnp.floating) or jnp.issubdtype(v.dtype, jnp.integer)):
     raise TypeError(f"{fn}: `{name}` must be a real number, got {v.dtype}")
@@ -521,12 +530,13 @@ def _scalar(fn, name, value, dtype):
   return v.reshape(()).astype(dtype)
 
 
-def _zero_masked(x, keep):
+def _zero_masked(x: jax.Array, keep: jax.Array | None) -> jax.Array:
   """Masked rows replaced by 0 before any product: their NaN/inf cannot reach a gradient."""
   return x if keep is None else jnp.where(keep[:, None], x, jnp.zeros((), x.dtype))
 
 
-def _row_cross_entropy(logits, target, keep_rows, keep_cols):
+def _row_cross_entropy(logits: jax.Array, target: jax.Array, keep_rows: jax.Array | None,
+                       keep_cols: jax.Array | None) -> jax.Array:
   """−log softmax(logits_i)[target_i] over the kept columns; 0 for dropped rows.
 
   Every kept row keeps its own target column, so its log-sum-exp is finite; a dropped row is
@@ -541,13 +551,15 @@ def _row_cross_entropy(logits, target, keep_rows, keep_cols):
   return loss if keep_rows is None else jnp.where(keep_rows, loss, jnp.zeros((), loss.dtype))
 
 
-def _clip_scale(scale):
+def _clip_scale(scale: jax.Array) -> jax.Array:
   """min(t, 100) with derivative 1 up to 100 (included) and 0 beyond."""
   return jnp.where(scale > CLIP_MAX_LOGIT_SCALE, jnp.asarray(CLIP_MAX_LOGIT_SCALE, scale.dtype),
                    scale)
 
 
-def _clip_rows(img, txt, img_all, txt_all, scale, target, keep, keep_all):
+def _clip_rows(img: jax.Array, txt: jax.Array, img_all: jax.Array, txt_all: jax.Array,
+               scale: jax.Array, target: jax.Array,
+               keep: jax.Array | None, keep_all: jax.Array | None) -> jax.Array:
   """Per local pair i: ½(CE of image i over all texts + CE of text i over all images)."""
   t = _clip_scale(scale)
   logits_img = t * (img @ txt_all.T)
@@ -556,7 +568,8 @@ def _clip_rows(img, txt, img_all, txt_all, scale, target, keep, keep_all):
                 + _row_cross_entropy(logits_txt, target, keep, keep_all))
 
 
-def _supcon_rows(logits, labels, labels_all, index, keep, keep_all, ratio):
+def _supcon_rows(logits: jax.Array, labels: jax.Array, labels_all: jax.Array, index: jax.Array,
+                 keep: jax.Array | None, keep_all: jax.Array | None, ratio: jax.Array) -> jax.Array:
   """L_out of Khosla et al. for the anchors of ``logits``' rows against every column.
 
   A(i) = columns other than the anchor itself (and kept); P(i) = those of the anchor's class.
@@ -582,7 +595,8 @@ def _supcon_rows(logits, labels, labels_all, index, keep, keep_all, ratio):
   return jnp.where(has, -ratio * mean_log_prob, zero)
 
 
-def _siglip_block(img, txt, scale, bias, diagonal):
+def _siglip_block(img: jax.Array, txt: jax.Array, scale: jax.Array, bias: jax.Array,
+                  diagonal: bool) -> jax.Array:
   """Σ_j −log σ(z_ij·(t·x_i·y_j + b)) over one block of texts; z = +1 on the diagonal when the
   block is the images' own (``diagonal``), −1 elsewhere."""
   logits = scale * (img @ txt.T) + bias
@@ -590,7 +604,7 @@ def _siglip_block(img, txt, scale, bias, diagonal):
   return jnp.sum(jax.nn.softplus(-sign * logits), axis=1)  # −log σ(x) = softplus(−x)
 
 
-def _siglip_sign(shape, diagonal, dtype):
+def _siglip_sign(shape: tuple[int, ...], diagonal: bool, dtype: jnp.dtype) -> jax.Array:
   if not diagonal:
     return -jnp.ones((), dtype)
   eye = jnp.arange(shape[0])[:, None] == jnp.arange(shape[1])[None, :]
@@ -601,7 +615,8 @@ def _siglip_sign(shape, diagonal, dtype):
 # Public contrastive losses.
 # --------------------------------------------------------------------------------------------
 
-def _supcon_inputs(fn, embeddings, labels, where):
+def _supcon_inputs(fn: str, embeddings: ArrayLike, labels: ArrayLike, where: ArrayLike | None
+                   ) -> tuple[jnp.dtype, jax.Array, jax.Array, jax.Array | None]:
   z = _numerics.check_floating(fn, "embeddings", embeddings)
   y = _numerics.wide_labels(_numerics.check_integer(fn, "labels", labels))
   if z.ndim != 2:
@@ -842,7 +857,7 @@ def siglip_loss(image_embeddings: ArrayLike, text_embeddings: ArrayLike, *, logi
 # Sharded forms.
 # --------------------------------------------------------------------------------------------
 
-def _shards(fn, mesh, batch_axis, n):
+def _shards(fn: str, mesh: Mesh, batch_axis: str, n: int) -> int:
   if not isinstance(mesh, Mesh):
     raise TypeError(f"{fn}(mesh=...) must be a jax.sharding.Mesh, got {type(mesh).__name__}")
   if batch_axis not in mesh.axis_names:
@@ -855,18 +870,18 @@ def _shards(fn, mesh, batch_axis, n):
   return shards
 
 
-def _varying(*arrays):
+def _varying(*arrays: jax.Array) -> frozenset[str]:
   """The shard_map mesh axes over which any of ``arrays`` varies (empty outside shard_map)."""
   return frozenset().union(*(jax.typeof(a).manual_axis_type.varying for a in arrays))
 
 
-def _sum_to(ct, primal):
+def _sum_to(ct: jax.Array, primal: jax.Array) -> jax.Array:
   """A cotangent summed over the mesh axes along which its primal is replicated."""
   extra = _varying(ct) - _varying(primal)
   return lax.psum(ct, tuple(sorted(extra))) if extra else ct
 
 
-def _gather(x, axis):
+def _gather(x: jax.Array, axis: str) -> jax.Array:
   return lax.all_gather(x, axis, tiled=True)
 
 
@@ -920,7 +935,7 @@ def sharded_clip_loss(image_embeddings: ArrayLike, text_embeddings: ArrayLike, *
   t = _scalar(fn, "logit_scale", logit_scale, img.dtype)
   keep = jnp.ones((n,), jnp.bool_) if keep is None else keep
 
-  def local(img, txt, keep, t):
+  def local(img: jax.Array, txt: jax.Array, keep: jax.Array, t: jax.Array) -> jax.Array:
     b = img.shape[0]
     target = lax.axis_index(batch_axis) * b + jnp.arange(b)
     return _clip_rows(img, txt, _gather(img, batch_axis), _gather(txt, batch_axis), t, target,
@@ -981,7 +996,8 @@ def sharded_supervised_contrastive_loss(embeddings: ArrayLike, labels: ArrayLike
   ratio = tau / jnp.asarray(base_temperature, z.dtype)
   keep = jnp.ones((n,), jnp.bool_) if keep is None else keep
 
-  def local(z, y, keep, tau, ratio):
+  def local(z: jax.Array, y: jax.Array, keep: jax.Array, tau: jax.Array,
+            ratio: jax.Array) -> jax.Array:
     b = z.shape[0]
     index = (lax.axis_index(batch_axis) * b + jnp.arange(b)).astype(jnp.int32)
     logits = (z @ _gather(z, batch_axis).T) / tau
@@ -995,16 +1011,17 @@ def sharded_supervised_contrastive_loss(embeddings: ArrayLike, labels: ArrayLike
   return loss.astype(out)
 
 
-def _ring_perm(n):
+def _ring_perm(n: int) -> list[tuple[int, int]]:
   """Each device sends its block to the previous one: after r steps device d holds the block
   that started on device (d + r) mod n."""
   return [(j, (j - 1) % n) for j in range(n)]
 
 
-def _ring_forward(img, txt, scale, bias, axis, n):
+def _ring_forward(img: jax.Array, txt: jax.Array, scale: jax.Array, bias: jax.Array, axis: str,
+                  n: int) -> jax.Array:
   loss = _siglip_block(img, txt, scale, bias, True)
 
-  def body(_, carry):
+  def body(_: jax.Array, carry: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
     block, loss = carry
     block = lax.ppermute(block, axis, _ring_perm(n))
     return block, loss + _siglip_block(img, block, scale, bias, False)
@@ -1014,19 +1031,22 @@ def _ring_forward(img, txt, scale, bias, axis, n):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
-def _ring_siglip(img, txt, scale, bias, axis, n):
+def _ring_siglip(img: jax.Array, txt: jax.Array, scale: jax.Array, bias: jax.Array, axis: str,
+                 n: int) -> jax.Array:
   """Per local image: the SigLIP loss against every text of the ring, one block at a time."""
   return _ring_forward(img, txt, scale, bias, axis, n)
 
 
-def _ring_siglip_fwd(img, txt, scale, bias, axis, n):
+def _ring_siglip_fwd(img: jax.Array, txt: jax.Array, scale: jax.Array, bias: jax.Array, axis: str,
+                     n: int) -> tuple[jax.Array, tuple[jax.Array, ...]]:
   return _ring_forward(img, txt, scale, bias, axis, n), (img, txt, scale, bias)
 
 
-def _ring_siglip_bwd(axis, n, residuals, g):
+def _ring_siglip_bwd(axis: str, n: int, residuals: tuple[jax.Array, ...], g: jax.Array
+                     ) -> tuple[jax.Array, ...]:
   img, txt, scale, bias = residuals
 
-  def grads(block, diagonal):
+  def grads(block: jax.Array, diagonal: bool) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     # Recomputed block: L = t·XYᵀ + b; d softplus(−zL)/dL = −z·σ(−zL).
     dots = img @ block.T
     logits = scale * dots + bias
@@ -1037,7 +1057,7 @@ def _ring_siglip_bwd(axis, n, residuals, g):
 
   d_img, d_txt, d_scale, d_bias = grads(txt, True)
 
-  def body(_, carry):
+  def body(_: jax.Array, carry: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
     # A text block travels with the gradient accumulated for it so far.
     block, d_block, d_img, d_scale, d_bias = carry
     block, d_block = lax.ppermute((block, d_block), axis, _ring_perm(n))
@@ -1050,7 +1070,7 @@ def _ring_siglip_bwd(axis, n, residuals, g):
   # more step takes it home.
   d_txt = lax.ppermute(d_txt, axis, _ring_perm(n))
   cts = (d_img, d_txt, d_scale, d_bias)
-  return tuple(_sum_to(ct, x) for ct, x in zip(cts, (img, txt, scale, bias)))
+  return tuple(_sum_to(ct, x) for ct, x in zip(cts, (img, txt, scale, bias), strict=True))
 
 
 _ring_siglip.defvjp(_ring_siglip_fwd, _ring_siglip_bwd)
@@ -1109,7 +1129,7 @@ def sharded_siglip_loss(image_embeddings: ArrayLike, text_embeddings: ArrayLike,
   t = _scalar(fn, "logit_scale", logit_scale, img.dtype)
   b = _scalar(fn, "logit_bias", logit_bias, img.dtype)
 
-  def local(img, txt, t, b):
+  def local(img: jax.Array, txt: jax.Array, t: jax.Array, b: jax.Array) -> jax.Array:
     return _ring_siglip(img, txt, t, b, batch_axis, shards)
 
   loss = jax.shard_map(local, mesh=mesh,
