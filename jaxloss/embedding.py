@@ -120,9 +120,9 @@ def triplet_margin_loss(anchors: ArrayLike, positives: ArrayLike, negatives: Arr
   Edge cases:
     optax 0.2.8 computes (Σ(a − p)^q + ε)^{1/q}: for odd ``q`` a negative difference makes it
     wrong (negative powers), and its ε sits inside the root; it agrees with this function at
-    q = 2 up to O(ε) (exactly when ε = 0). Distances do not overflow below float32's maximum nor lose
-    precision to underflow: a batch with such a row is recomputed scaled by each row's largest
-    entry (q = 2; other q always are). NaN inputs propagate.
+    q = 2 up to O(ε) (exactly when ε = 0). Distances do not overflow below float32's maximum
+    nor lose precision to underflow: a batch with such a row is recomputed scaled by each row's
+    largest entry (q = 2; other q always are). NaN inputs propagate.
 
   References:
     V. Balntas, E. Riba, D. Ponsa, K. Mikolajczyk, "Learning local feature descriptors with
@@ -142,9 +142,9 @@ def _triplet_inputs(fn: str, anchors: ArrayLike, positives: ArrayLike, negatives
                     ) -> tuple[jnp.dtype, list[jax.Array]]:
   """The three same-shaped floating inputs in the compute dtype, and the output dtype."""
   names = ("anchors", "positives", "negatives")
-  arrays = [_numerics.check_floating(fn, n, x) for n, x in zip(names, (anchors, positives,
-                                                                      negatives))]
-  for name, x in zip(names[1:], arrays[1:]):
+  arrays = [_numerics.check_floating(fn, n, x)
+            for n, x in zip(names, (anchors, positives, negatives), strict=True)]
+  for name, x in zip(names[1:], arrays[1:], strict=True):
     _numerics.check_same_shape(fn, names[0], arrays[0], name, x, allow_scalar=False)
   out = _numerics.result_dtype(*arrays)
   return out, _numerics.upcast(*arrays)[1]

@@ -428,7 +428,7 @@ def test_categorical_hinge_matches_keras_formula(rng):
 
 def _np_multilabel_margin(x, y):
   out = []
-  for xs, ys in zip(x, y):
+  for xs, ys in zip(x, y, strict=True):
     targets = []
     for t in ys:
       if t == -1:

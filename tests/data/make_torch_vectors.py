@@ -5,7 +5,8 @@ Run with PyTorch installed (CPU is enough; torch is not a test dependency)::
 
     pip install torch numpy && python tests/data/make_torch_vectors.py
 
-Every case is computed in float64 with ``reduction="none"``; ``grad`` is d(sum of loss)/d(inputs[0]).
+Every case is computed in float64 with ``reduction="none"``; ``grad`` is d(sum of loss) /
+d(inputs[0]).
 """
 
 import json
