@@ -250,12 +250,17 @@ def _untransform(g, parts, cap, scale, dcap, dscale):
   return g, dcap, dscale
 
 
-def _head_block(head: _Head | None, kept_j, row, size):
+def _head_block(h: jax.Array | None, kept_j, row, size):
   """The block's hidden rows, zeroed for dropped tokens: a NaN there then cannot reach any
-  product (0·NaN = NaN in hiddenᵀ @ dlogits), and the rows get gradient 0."""
-  if head is None:
+  product (0·NaN = NaN in hiddenᵀ @ dlogits), and the rows get gradient 0.
+
+  ``h`` should come through a loop carry behind ``lax.optimization_barrier``: otherwise XLA's
+  CPU backend converts the *whole* bf16 hidden states to float32 once, outside the loops
+  (an (N, D) float32 buffer), instead of one block at a time.
+  """
+  if h is None:
     return None
-  h_j = _rows(head.h, row, size)
+  h_j = _rows(h, row, size)
   return h_j if kept_j is None else jnp.where(kept_j[:, None], h_j, jnp.zeros((), h_j.dtype))
 
 
@@ -486,10 +491,11 @@ def _forward(cfg: _Config, student: _Head, teacher: _Head | None, labels, kept, 
   axes = _varying_axes(student, teacher, labels, kept, extra)
   n_chunks = -(-v // chunk)
 
-  def one_block(carry, j):
+  def one_block(hs, j):
+    hs = lax.optimization_barrier(hs)  # see _head_block
     row, _ = _span(n, block, j)
     kept_j = _rows(kept, row, block)
-    h_j, t_j = _head_block(student, kept_j, row, block), _head_block(teacher, kept_j, row, block)
+    h_j, t_j = (_head_block(x, kept_j, row, block) for x in hs)
     labels_j = _rows(labels, row, block)
     extra_j = {k: _rows(x, row, block) for k, x in extra.items()}
 
@@ -509,9 +515,10 @@ def _forward(cfg: _Config, student: _Head, teacher: _Head | None, labels, kept, 
 
     weights = (student.w, None if teacher is None else teacher.w)
     _, state = _fori(n_chunks, one_chunk, (weights, cfg.spec.init(block, acc, axes)))
-    return carry, cfg.spec.finish(state, cfg.axis, extra_j)
+    return hs, cfg.spec.finish(state, cfg.axis, extra_j)
 
-  _, stacked = _scan(-(-n // block), one_block, None)
+  hs = (student.h, None if teacher is None else teacher.h)
+  _, stacked = _scan(-(-n // block), one_block, hs)
   return {k: _unblock(x, n) for k, x in stacked.items()}
 
 
@@ -539,11 +546,11 @@ def _backward(cfg: _Config, student: _Head, teacher: _Head | None, labels, kept,
     wt_c, _ = _chunk(teacher, wt_k, start, chunk)
 
     def one_block(j, inner):
-      dh, dw_c, db_c, dcap, dscale = inner
+      hs, dh, dw_c, db_c, dcap, dscale = inner
+      hs = lax.optimization_barrier(hs)  # see _head_block
       row, new_rows = _span(n, block, j)
       kept_j = _rows(kept, row, block)
-      h_j, t_j = _head_block(student, kept_j, row, block), _head_block(teacher, kept_j, row,
-                                                                      block)
+      h_j, t_j = (_head_block(x, kept_j, row, block) for x in hs)
       ct_j = {key: _rows(x, row, block) for key, x in ct.items()}
       if new_rows is not None:  # rows of a shifted last block that the block before had
         ct_j = {key: jnp.where(new_rows, x, jnp.zeros_like(x)) for key, x in ct_j.items()}
@@ -564,11 +571,12 @@ def _backward(cfg: _Config, student: _Head, teacher: _Head | None, labels, kept,
                                     preferred_element_type=acc)
       if db_c is not None:
         db_c = db_c + jnp.sum(g, axis=0)
-      return dh, dw_c, db_c, dcap, dscale
+      return hs, dh, dw_c, db_c, dcap, dscale
 
-    init = (dh, _zeros((h.shape[1], chunk), acc, axes),
+    init = ((h, None if teacher is None else teacher.h), dh,
+            _zeros((h.shape[1], chunk), acc, axes),
             None if b_c is None else _zeros((chunk,), acc, axes), dcap, dscale)
-    dh, dw_c, db_c, dcap, dscale = _fori(n_blocks, one_block, init)
+    _, dh, dw_c, db_c, dcap, dscale = _fori(n_blocks, one_block, init)
     # The weight's gradient is written chunk by chunk into its final (D, V) layout (stacking
     # the chunks and transposing would cost another (D, V) buffer).
     dw = lax.dynamic_update_slice_in_dim(dw, dw_c.astype(dw.dtype), start, axis=1)
@@ -636,10 +644,11 @@ def _fused_forward(cfg: _Config, loss_fn: Callable, student: _Head, labels, kept
   n_chunks = -(-v // chunk)
 
   def one_block(carry, j):
-    buffer, dw, db, dcap, dscale = carry
+    h_all, buffer, dw, db, dcap, dscale = carry
+    h_all = lax.optimization_barrier(h_all)  # see _head_block
     row, new_rows = _span(n, block, j)
     kept_j = _rows(kept, row, block)
-    h_j = _head_block(student, kept_j, row, block)
+    h_j = _head_block(h_all, kept_j, row, block)
     labels_j = _rows(labels, row, block)
     args_j = {k: _rows(x, row, block) for k, x in args.items()}
     if new_rows is not None:  # rows the block before had: counted there
@@ -691,14 +700,15 @@ def _fused_forward(cfg: _Config, loss_fn: Callable, student: _Head, labels, kept
 
     _, dh_j, dw, db, dcap, dscale = _fori(
         n_chunks, second_pass, (w, _zeros(h_j.shape, acc, axes), dw, db, dcap, dscale))
-    return (buffer, dw, db, dcap, dscale), (total_j, out_j, dh_j.astype(h.dtype), dhyper_j)
+    return (h_all, buffer, dw, db, dcap, dscale), (total_j, out_j, dh_j.astype(h.dtype),
+                                                   dhyper_j)
 
-  init = (_zeros((block, v) if differentiate else (), acc, axes),
+  init = (h, _zeros((block, v) if differentiate else (), acc, axes),
           _zeros(w.shape, acc, axes) if differentiate else None,
           None if b is None or not differentiate else _zeros(b.shape, acc, axes),
           None if cap is None or not differentiate else _zeros((), acc, axes),
           None if scale is None or not differentiate else _zeros((), acc, axes))
-  (_, dw, db, dcap, dscale), stacked = _scan(-(-n // block), one_block, init)
+  (_, _, dw, db, dcap, dscale), stacked = _scan(-(-n // block), one_block, init)
   total = jnp.sum(stacked[0])
   out = {k: _unblock(x, n) for k, x in stacked[1].items()}
   if not differentiate:
