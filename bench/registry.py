@@ -1,0 +1,765 @@
+"""The registry: one entry per public function of ``jaxloss``, read by the tests and the bench.
+
+Every cross-cutting suite reads this table and nothing else: ``tests/test_robustness.py``
+(extreme and bad input, masks, dtypes, sharding), ``tests/test_transforms.py`` (jit, vmap,
+grad, no re-tracing, second derivatives), ``tests/test_gradients.py`` (documented
+sub-gradients at kinks, closed-form gradients), ``tests/test_registry.py`` (every public name
+has an entry; every opt-out has a reason; every float hyper-parameter is either bounded or
+declared unbounded) and ``python -m bench`` (inputs at the "quick" and "full" sizes, the optax
+and torch counterparts, the speed targets). It lives in ``bench/`` because both the bench
+(``python -m bench``) and the tests (``from bench import registry``; the repository root is on
+pytest's ``pythonpath``) import it; it imports only jax and numpy.
+
+How to add a loss to the tests and the bench
+============================================
+
+1. Write the function and its docstring in its family module and export it from
+   ``jaxloss/__init__.py``. From then on ``tests/test_registry.py`` fails until step 2 is done.
+2. Add ONE entry to ``LOSSES`` below, in its family's section. Start from the family's preset
+   (``regression``, ``margin_pm1``, ``classes``, ``class_probs``, ``sigmoid`` ...), which fixes
+   the ``kind``, the input builder ``make`` and the ``sizes``; give the keyword arguments the
+   tests call it with (non-default values, so that a dropped argument shows); the bounded
+   hyper-parameters with out-of-range values; the kinks with their documented sub-gradient;
+   and what the maths promises (``twice_differentiable``, ``traits``, ``expect_inf``). If a
+   shared test cannot apply, opt out of it in ``optout`` with the reason, keyed by the shared
+   test's name (``SHARED_TESTS``). A new input layout is a new builder (a few lines, written
+   with the ``Sampler`` methods, so that one builder serves the tests' numpy generator and the
+   bench's jax key) and, where no ``KINDS`` entry describes it, a new kind.
+3. Write the loss-specific tests (references from the maths in numpy float64, optax or PyTorch
+   parity) in ``tests/test_<module>.py``. Nothing else changes: every shared suite and the
+   bench pick the entry up.
+
+Worked example: ``huber_loss(predictions, targets=None, *, delta=1.0)`` is::
+
+    regression("huber_loss", kwargs={"delta": 0.7}, bounds={"delta": (-1.0, 0.0)},
+               kinks=(Kink(([0.75, -0.25, 0.25], 0.25), [0.5, -0.5, 0.0], {"delta": 0.5},
+                           "at |x| = delta both branches give delta*sign(x); 0 at x = 0"),),
+               traits={"convex", "symmetric", "zero_at_perfect"}, floor_target=FLOOR_TARGET,
+               bench_kwargs={"delta": 1.0},
+               torch=lambda F, p, t: F.huber_loss(p, t, reduction="none", delta=1.0)),
+
+``regression`` gives it the kind "elementwise", two standard-normal inputs of shape (8, 5) in
+the tests and 2^18 / 2^24 elements in the bench. The tests then call ``huber_loss(p, t,
+delta=0.7)`` under every shared check; check that ``delta=-1.0`` and ``delta=0.0`` raise
+``ValueError`` naming ``huber_loss(delta=...)`` and, traced under ``checkify``, an error naming
+the same; check the gradient at the kink; and run the convexity, symmetry and zero-at-a-perfect-
+prediction properties. The bench times it against ``optax.losses.huber_loss`` (the same name,
+found automatically; ``optax=`` names another reference) with ``delta=1.0``, and against
+``torch.nn.functional.huber_loss``.
+
+Conventions
+===========
+
+- ``make(sample, **dims)`` returns the positional inputs; ``args[0]`` is the prediction, the
+  input every shared test perturbs and differentiates; ``batch_argnums`` says which inputs have
+  the leading batch axis (all of them by default). Keyword arguments that are configuration
+  (``chunk_size``, a mesh) go in ``kwargs`` too; a value that needs the runtime (a device
+  mesh) is wrapped in ``Deferred`` so that importing the registry touches no device.
+- Float keyword arguments are hyper-parameters (traced: a new value must not re-trace); pass
+  static configuration (``p``, ``norm_degree``, ``axis``) as Python ints, strings or bools.
+  The no-re-tracing test halves every float keyword, which keeps it inside every bound of the
+  forms [0, b], (0, b) and [0, inf).
+- Sizes: ``"test"`` (N = 8 examples, divisible by the tests' 8 host devices, C = 5 classes)
+  and the bench's ``"quick"`` and ``"full"``; an entry without the bench sizes says why in
+  ``not_timed``. The bench times the first entry of each name only (``variant`` entries, a
+  second configuration of the same loss, are for the tests).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import zlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# --------------------------------------------------------------------------------------------
+# What the tables below are made of.
+# --------------------------------------------------------------------------------------------
+
+N, C = 8, 5  # the tests' batch (divisible by 8 host devices) and class counts
+F32_MAX = float(np.finfo(np.float32).max)
+# The bench's targets (issue 7): forward+backward ÷ optax for a loss optax has under the same
+# name, and ÷ the bandwidth floor for the elementwise losses at the full size.
+SHARED_WITH_OPTAX_TARGET = 1.05
+FLOOR_TARGET = 3.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+  """A family of input layouts; the shared tests choose their checks by these flags."""
+  description: str
+  loss: bool = True  # per-example values: the robustness suite applies
+  per_example: bool = True  # a leading batch axis that vmap maps over
+  same_shape: bool = False  # prediction and targets of one shape (elementwise shape rule)
+  class_axis: bool = False  # a class (or hidden) axis last: extremes alternate sign along it
+  integer_labels: bool = False  # labels must be integers (float labels: TypeError)
+
+
+KINDS: dict[str, Kind] = {
+    "elementwise": Kind("predictions and targets of one shape; a loss of that shape",
+                        same_shape=True),
+    "pm1": Kind("scores and labels in {-1, +1} (integer or floating) of one shape",
+                same_shape=True),
+    "binary01": Kind("logits and 0/1 labels of one shape (the sigmoid losses)", same_shape=True),
+    "probs": Kind("probabilities in [0, 1] and 0/1 labels of one shape", same_shape=True),
+    "class_int": Kind("(N, C) scores, logits or log-probabilities and (N,) integer labels; "
+                      "a loss of shape (N,)", class_axis=True, integer_labels=True),
+    "class_prob": Kind("(N, C) logits or log-probabilities and (N, C) probability targets; "
+                       "a loss of shape (N,)", class_axis=True),
+    "pair": Kind("embeddings (N, D) compared pairwise or in triplets; a loss of shape (N,)"),
+    "large_vocab": Kind("hidden (N, D), a shared weight (D, V) and (N,) integer labels; a loss "
+                        "of shape (N,)", class_axis=True, integer_labels=True),
+    "regularizer": Kind("a scalar penalty of a parameter pytree (tests/test_regularizers.py)",
+                        loss=False, per_example=False),
+    "helper": Kind("a public function that is not a loss (a label transform, a center update)",
+                   loss=False),
+}
+
+# The shared tests an entry can opt out of (``optout`` keys), and where each one lives.
+SHARED_TESTS: dict[str, str] = {
+    "extreme_predictions": "test_robustness::test_extreme_predictions_stay_finite",
+    "masked_classes": "test_robustness::test_masked_minus_inf_logits_match_numpy",
+    "fully_masked_rows": "test_robustness::test_fully_masked_rows_and_batch_give_zero",
+    "empty_batch": "test_robustness::test_empty_batch_gives_an_empty_loss_and_zero_mean",
+    "ignore_index": "test_robustness::test_ignore_index_on_every_label_gives_zero",
+    "low_precision": "test_robustness::test_low_precision_is_computed_in_float32",
+    "nan_propagates": "test_robustness::test_nan_propagates_to_its_example_only",
+    "shape_mismatch": "test_robustness::test_*shape_mismatch_names_both_shapes",
+    "integer_predictions": "test_robustness::test_integer_predictions_raise_type_error",
+    "float_labels": "test_robustness::test_float_labels_raise_type_error",
+    "axis_out_of_range": "test_robustness::test_axis_out_of_range_names_the_axis",
+    "bad_labels": "test_robustness::test_bad_labels_give_nan_and_are_named_by_checkify",
+    "sharded_batch": "test_robustness::test_sharded_batch_matches_unsharded",
+    "nonnegative": "test_robustness::test_nonnegative_on_random_batches",
+    "vmap_over_examples": "test_transforms::test_vmap_matches_batched_call_and_python_loop, "
+                          "test_transforms::test_grad_of_sum_matches_per_example_grads",
+    "outer_jit": "test_transforms::test_outer_jit_matches_eager_call",
+    "no_retrace": "test_transforms::test_new_values_and_hyperparameters_do_not_retrace",
+    "second_derivatives": "test_transforms::test_second_derivatives_match_finite_differences",
+}
+
+# Opt-in properties of the mathematics, each checked by a hypothesis test in test_robustness.
+TRAITS: dict[str, str] = {
+    "convex": "convex in the prediction along segments",
+    "symmetric": "loss(p, t) = loss(t, p) (elementwise, a function of the residual's size)",
+    "zero_at_perfect": "loss(t, t) = 0 (elementwise)",
+    "shift_invariant": "adding a per-row constant to the logits changes nothing (softmax)",
+}
+
+# Public names that are not entries, with the reason; everything else in ``jaxloss.__all__``
+# must have an entry (tests/test_registry.py).
+NON_LOSSES: dict[str, str] = {
+    "__version__": "not a function",
+    "reduce": "the batch reduction (tests/test_reduce.py), timed inside every loss's mean",
+}
+
+
+def _never(v: float) -> bool:
+  del v
+  return False
+
+
+def squares_overflow(v: float) -> bool:
+  """(p − t)² with |p| = 1e30 is 1e60: above float32's maximum, so the true loss is inf."""
+  return abs(v) ** 2 > F32_MAX
+
+
+@dataclasses.dataclass(frozen=True)
+class Deferred:
+  """A keyword value built on first use (a device mesh: importing the registry needs none)."""
+  build: Callable[[], Any]
+
+  def get(self) -> Any:
+    return _deferred_value(self.build)
+
+
+@functools.cache
+def _deferred_value(build: Callable[[], Any]) -> Any:
+  return build()
+
+
+@dataclasses.dataclass(frozen=True)
+class Kink:
+  """A point where the loss is not differentiable, and the sub-gradient its docstring promises.
+
+  ``inputs`` are the positional inputs (the prediction first) as nested Python lists or
+  numbers: floats become float32 and ints int32 arrays. ``grad`` is d(Σ loss)/d(inputs[0]).
+  """
+  inputs: tuple[Any, ...]
+  grad: Any
+  kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  why: str = ""
+
+  def arrays(self) -> tuple[jax.Array, ...]:
+    return tuple(_as_array(x) for x in self.inputs)
+
+
+def _as_array(x: Any) -> jax.Array:
+  a = np.asarray(x)
+  return jnp.asarray(a, jnp.int32 if np.issubdtype(a.dtype, np.integer) else jnp.float32)
+
+
+class Sampler:
+  """Random inputs from a numpy ``Generator`` (the tests) or a jax key (the bench, under jit).
+
+  Every method returns a jax array: floats in ``dtype`` (float32 unless asked), integers in
+  int32. One builder written with these methods serves both sources.
+  """
+
+  def __init__(self, source: np.random.Generator | jax.Array, dtype: Any = jnp.float32):
+    self._numpy = isinstance(source, np.random.Generator)
+    self._source = source
+    self._count = 0
+    self.dtype = dtype
+
+  def _key(self) -> jax.Array:
+    self._count += 1
+    return jax.random.fold_in(self._source, self._count)
+
+  def _float(self, x: Any) -> jax.Array:
+    return jnp.asarray(x, self.dtype) if self._numpy else x.astype(self.dtype)
+
+  def normal(self, *shape: int, scale: float = 1.0) -> jax.Array:
+    if self._numpy:
+      return self._float(scale * self._source.normal(size=shape))
+    return self._float(scale * jax.random.normal(self._key(), shape, jnp.float32))
+
+  def uniform(self, *shape: int, low: float = 0.0, high: float = 1.0) -> jax.Array:
+    if self._numpy:
+      return self._float(self._source.uniform(low, high, size=shape))
+    return self._float(jax.random.uniform(self._key(), shape, jnp.float32, low, high))
+
+  def integers(self, *shape: int, high: int) -> jax.Array:
+    """Integers in [0, high), int32 (class labels)."""
+    if self._numpy:
+      return jnp.asarray(self._source.integers(0, high, size=shape), jnp.int32)
+    return jax.random.randint(self._key(), shape, 0, high, jnp.int32)
+
+  def bits(self, *shape: int) -> jax.Array:
+    """0/1 labels, floating."""
+    if self._numpy:
+      return self._float(self._source.integers(0, 2, size=shape))
+    return self._float(jax.random.bernoulli(self._key(), 0.5, shape).astype(jnp.float32))
+
+  def signs(self, *shape: int) -> jax.Array:
+    """±1 labels, floating (as optax's margin losses take them)."""
+    if self._numpy:
+      return self._float(self._source.choice([-1.0, 1.0], size=shape))
+    return self._float(jnp.where(jax.random.bernoulli(self._key(), 0.5, shape), 1.0, -1.0))
+
+  def poisson(self, *shape: int, lam: float) -> jax.Array:
+    if self._numpy:
+      return self._float(self._source.poisson(lam, size=shape))
+    return self._float(jax.random.poisson(self._key(), lam, shape).astype(jnp.float32))
+
+  def probabilities(self, *shape: int) -> jax.Array:
+    """Rows on the simplex along the last axis: the softmax of standard normals."""
+    return jax.nn.softmax(self.normal(*shape).astype(jnp.float32), axis=-1).astype(self.dtype)
+
+  def log_probabilities(self, *shape: int) -> jax.Array:
+    return jax.nn.log_softmax(self.normal(*shape).astype(jnp.float32),
+                              axis=-1).astype(self.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class Loss:
+  """One public function of ``jaxloss`` as the tests and the bench see it.
+
+  Attributes:
+    name: its name in ``jaxloss``.
+    kind: a key of ``KINDS``.
+    make: ``make(sample: Sampler, **dims)``: the positional inputs.
+    sizes: ``{"test": dims, "quick": dims, "full": dims}``, the keyword arguments of ``make``.
+    kwargs: keyword arguments of every call in the tests (and in the bench, unless
+      ``bench_kwargs``).
+    variant: a label, for a second entry of the same name (another configuration).
+    kinks: points where the loss is not differentiable, with the documented sub-gradient.
+    grad: the gradient d(Σ loss)/d(args[0]) from the maths, ``grad(*args, **kwargs)`` on
+      numpy float64 arrays; checked at the test inputs and at the kinks.
+    masked_reference: for a class-axis ``where``, the loss in numpy float64,
+      ``masked_reference(*args, where=mask, **kwargs)`` on finite inputs; the test feeds −inf
+      at the masked logits (or log-probabilities) and compares.
+    traits: keys of ``TRAITS`` that the maths promises.
+    nonnegative: the loss is >= 0 on valid inputs.
+    twice_differentiable: at random inputs: Hessian-vector products and order-2 checks.
+    reverse_only: a ``custom_vjp`` (no forward mode): Hessians by reverse-over-reverse.
+    expect_inf: ``expect_inf(v)``: the true loss is above float32's maximum when the
+      predictions have magnitude ``v`` (the extreme-value test then expects inf).
+    bounds: ``{hyper-parameter: out-of-range values}`` of every bounded float
+      hyper-parameter (or floating array argument).
+    unbounded: the float hyper-parameters that take any real value.
+    batch_argnums: the positional inputs with the batch axis (None: all).
+    label_argnum: the positional input holding integer or ±1 labels.
+    out_dtype: the result dtype for bf16/fp16 inputs (None: the input dtype).
+    optout: ``{shared test (a key of SHARED_TESTS): why it does not apply}``.
+    optax: the bench's optax reference as ``(label, function)``; None: ``optax.losses.<name>``
+      where optax has that name.
+    torch: ``torch(F, *inputs)``, ``F = torch.nn.functional``: the unreduced loss (bench).
+    bench_kwargs: the bench's keyword arguments, passed to jaxloss, optax and torch alike,
+      where they differ from ``kwargs`` (a jaxloss-only option tested but not timed).
+    argnums: the inputs differentiated in the bench's forward+backward.
+    target: the bench's forward+backward ÷optax target, if not the default.
+    floor_target: the bench's forward+backward ÷floor target (full size).
+    not_timed: why the bench does not time it (then ``sizes`` has "test" only).
+  """
+  name: str
+  kind: str
+  make: Callable[..., tuple[Any, ...]]
+  sizes: Mapping[str, Mapping[str, Any]]
+  kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  variant: str = ""
+  # the mathematics
+  kinks: tuple[Kink, ...] = ()
+  grad: Callable[..., Any] | None = None
+  masked_reference: Callable[..., Any] | None = None
+  traits: frozenset[str] | set[str] = frozenset()
+  nonnegative: bool = True
+  twice_differentiable: bool = False
+  reverse_only: bool = False
+  expect_inf: Callable[[float], bool] = _never
+  # hyper-parameters
+  bounds: Mapping[str, tuple[float, ...]] = dataclasses.field(default_factory=dict)
+  unbounded: tuple[str, ...] = ()
+  # inputs
+  batch_argnums: tuple[int, ...] | None = None
+  label_argnum: int | None = None
+  out_dtype: Any = None
+  optout: Mapping[str, str] = dataclasses.field(default_factory=dict)
+  # the bench
+  optax: tuple[str, Callable[..., Any]] | None = None
+  torch: Callable[..., Any] | None = None
+  bench_kwargs: Mapping[str, Any] | None = None
+  argnums: int | tuple[int, ...] = 0
+  target: float | None = None
+  floor_target: float | None = None
+  not_timed: str = ""
+
+  @property
+  def fn(self) -> Callable[..., Any]:
+    import jaxloss  # noqa: PLC0415  (the registry is importable before jaxloss grows a name)
+    return getattr(jaxloss, self.name)
+
+  @property
+  def id(self) -> str:
+    return f"{self.name}[{self.variant}]" if self.variant else self.name
+
+  @property
+  def kind_info(self) -> Kind:
+    return KINDS[self.kind]
+
+  @property
+  def n_classes(self) -> int:
+    """The class count of the test inputs (the vocabulary for the large-vocabulary losses)."""
+    dims = self.sizes["test"]
+    return dims.get("c", dims.get("v", 0))
+
+  def batched(self, i: int) -> bool:
+    return self.batch_argnums is None or i in self.batch_argnums
+
+  def keywords(self, bench: bool = False) -> dict[str, Any]:
+    """The keyword arguments of a call (the bench's with ``bench=True``), deferred ones built."""
+    kw = self.kwargs if not bench or self.bench_kwargs is None else self.bench_kwargs
+    return {k: v.get() if isinstance(v, Deferred) else v for k, v in kw.items()}
+
+  def inputs(self, seed: int = 0, size: str = "test", dtype: Any = jnp.float32
+             ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """``(args, kwargs)`` from a numpy generator seeded by the entry's id and ``seed``."""
+    rng = np.random.default_rng([zlib.crc32(self.id.encode()), seed])
+    return self.make(Sampler(rng, dtype), **self.sizes[size]), self.keywords()
+
+  def build(self, key: jax.Array, size: str, dtype: Any = jnp.float32) -> tuple[Any, ...]:
+    """The positional inputs from a jax key (traceable: the bench jits it)."""
+    return self.make(Sampler(key, dtype), **self.sizes[size])
+
+  @property
+  def timed(self) -> bool:
+    return not self.not_timed and not self.variant
+
+
+# --------------------------------------------------------------------------------------------
+# numpy float64 helpers for the references (also used by tests/test_robustness.py).
+# --------------------------------------------------------------------------------------------
+
+def np_log_softmax(x: Any) -> np.ndarray:
+  x = np.asarray(x, np.float64)
+  top = np.max(x, axis=-1, keepdims=True)
+  return x - top - np.log(np.sum(np.exp(x - top), axis=-1, keepdims=True))
+
+
+def np_masked_logsumexp(x: Any, where: Any) -> np.ndarray:
+  """log Σ_c exp(x_c) over the classes ``where`` keeps, keeping the last axis (size 1)."""
+  x = np.where(where, np.asarray(x, np.float64), -np.inf)
+  top = np.max(x, axis=-1, keepdims=True)
+  return top + np.log(np.sum(np.exp(x - top), axis=-1, keepdims=True))
+
+
+def np_smoothed(y: Any, where: Any, eps: float) -> np.ndarray:
+  """Label smoothing over the kept classes only: (1 − ε) y + ε / (number kept), 0 elsewhere."""
+  return np.where(where, (1 - eps) * np.asarray(y, np.float64)
+                  + eps / np.sum(where, -1, keepdims=True), 0.0)
+
+
+def _masked_ce(x, y, *, where, label_smoothing=0.0):
+  t = np_smoothed(y, where, label_smoothing)
+  return np.sum(np.where(where, t * (np_masked_logsumexp(x, where) - x), 0.0), -1)
+
+
+def _masked_integer_ce(x, labels, *, where, label_smoothing=0.0):
+  return _masked_ce(x, np.eye(x.shape[-1])[labels], where=where,
+                    label_smoothing=label_smoothing)
+
+
+def _masked_poly(x, y, *, where, epsilon=2.0):
+  lse = np_masked_logsumexp(x, where)
+  p = np.where(where, np.exp(x - lse), 0.0)
+  y = np.where(where, y, 0.0)
+  return np.sum(y * (lse - np.where(where, x, 0.0)), -1) + epsilon * np.sum(y * (1 - p), -1)
+
+
+def _masked_kl(log_q, t, *, where):
+  return np.sum(np.where(where, t * (np.log(t) - log_q), 0.0), -1)
+
+
+def _masked_kl_log_targets(log_q, log_t, *, where):
+  return _masked_kl(log_q, np.exp(log_t), where=where)
+
+
+def _masked_smooth_labels(y, *, where, alpha):
+  return np_smoothed(y, where, alpha)
+
+
+# --------------------------------------------------------------------------------------------
+# Input builders: ``make(sample, **dims)``, written once for numpy generators and jax keys.
+# --------------------------------------------------------------------------------------------
+
+def pair(s: Sampler, shape: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
+  """Predictions and targets, both standard normal."""
+  return s.normal(*shape), s.normal(*shape)
+
+
+def _counts(s: Sampler, shape):
+  return s.normal(*shape), s.poisson(*shape, lam=2.0)
+
+
+def _rates(s: Sampler, shape):
+  return s.uniform(*shape, low=0.2, high=2.0), s.uniform(*shape, low=0.2, high=2.0)
+
+
+def _gaussian(s: Sampler, shape):
+  return s.normal(*shape), s.normal(*shape), jnp.exp(s.normal(*shape))
+
+
+def _margin(s: Sampler, shape):
+  return s.normal(*shape), s.signs(*shape)
+
+
+def _sigmoid(s: Sampler, shape):
+  return s.normal(*shape, scale=2.0), s.bits(*shape)
+
+
+def _binary_probabilities(s: Sampler, shape):
+  return s.uniform(*shape, low=0.01, high=0.99), s.bits(*shape)
+
+
+def _integer_labels(s: Sampler, n, c):
+  return s.normal(n, c, scale=2.0), s.integers(n, high=c)
+
+
+def _log_probs_integer(s: Sampler, n, c):
+  logits, labels = _integer_labels(s, n, c)
+  return jax.nn.log_softmax(logits, axis=-1), labels
+
+
+def _probability_labels(s: Sampler, n, c):
+  return s.normal(n, c, scale=2.0), s.probabilities(n, c)
+
+
+def _log_probs_probabilities(s: Sampler, n, c):
+  return s.log_probabilities(n, c), s.probabilities(n, c)
+
+
+def _log_probs_log_probabilities(s: Sampler, n, c):
+  return s.log_probabilities(n, c), s.log_probabilities(n, c)
+
+
+def _one_hot(s: Sampler, n, c):
+  return (jax.nn.one_hot(s.integers(n, high=c), c, dtype=s.dtype),)
+
+
+def _triplet(s: Sampler, n, d):
+  return s.normal(n, d), s.normal(n, d), s.normal(n, d)
+
+
+def _contrastive(s: Sampler, n, d):
+  return s.normal(n, d), s.normal(n, d), s.bits(n)
+
+
+def _center_loss(s: Sampler, n, d, c):
+  return s.normal(n, d), s.integers(n, high=c), s.normal(c, d)
+
+
+def _update_centers(s: Sampler, n, d, c):
+  features, labels, centers = _center_loss(s, n, d, c)
+  return centers, features, labels
+
+
+def _params(s: Sampler, d):
+  """A two-layer MLP's parameters, d² weights in all."""
+  return {"w1": s.normal(d, d // 2), "b1": jnp.zeros((d // 2,), s.dtype),
+          "w2": s.normal(d // 2, d), "b2": s.normal(d)}
+
+
+def _penalty(s: Sampler, d):
+  return (_params(s, d),)
+
+
+def _structural_risk(s: Sampler, d):
+  return jnp.abs(s.normal(16 * d)), _params(s, d)
+
+
+def _linear(s: Sampler, n, d, v):
+  return s.normal(n, d), s.normal(d, v, scale=d ** -0.5), s.integers(n, high=v)
+
+
+def _naive_linear_cross_entropy(hidden, weight, labels):
+  import optax  # noqa: PLC0415  (the bench extra; imported where the reference is used)
+  return optax.losses.softmax_cross_entropy_with_integer_labels(hidden @ weight, labels)
+
+
+def _vocab_mesh():
+  from jax.sharding import Mesh  # noqa: PLC0415
+  return Mesh(np.array(jax.devices()[:8]).reshape(4, 2), ("data", "model"))
+
+
+# Sizes (issue 7: elementwise losses at 16M elements, the sigmoid losses at 8M, cross-entropy at
+# N=4096, V=32000; the rest at sizes of the same order). "test" is what the tests use.
+ELEMENTWISE = {"test": {"shape": (N, C)}, "quick": {"shape": (1 << 18,)},
+               "full": {"shape": (1 << 24,)}}
+SIGMOID = {"test": {"shape": (N, C)}, "quick": {"shape": (1 << 18,)},
+           "full": {"shape": (1 << 23,)}}
+VOCAB = {"test": {"n": N, "c": C}, "quick": {"n": 64, "c": 4000}, "full": {"n": 4096, "c": 32000}}
+CLASSES = {"test": {"n": N, "c": C}, "quick": {"n": 256, "c": 1000},
+           "full": {"n": 16384, "c": 1000}}
+EMBEDDING = {"test": {"n": N, "d": C}, "quick": {"n": 1024, "d": 256},
+             "full": {"n": 65536, "d": 256}}
+CENTERS = {"test": {"n": N, "d": C, "c": 3}, "quick": {"n": 1024, "d": 256, "c": 1000},
+           "full": {"n": 65536, "d": 256, "c": 1000}}
+PARAMS = {"test": {"d": 4}, "quick": {"d": 512}, "full": {"d": 4096}}
+# Vocabulary 12 with chunks of 5 in the tests: the last chunk is shifted.
+LINEAR = {"test": {"n": N, "d": 4, "v": 12}, "quick": {"n": 128, "d": 128, "v": 4096},
+          "full": {"n": 1024, "d": 256, "v": 16000}}
+
+
+# Family presets: an entry overrides any of these fields.
+regression = functools.partial(Loss, kind="elementwise", make=pair, sizes=ELEMENTWISE)
+margin_pm1 = functools.partial(Loss, kind="pm1", make=_margin, sizes=ELEMENTWISE,
+                               label_argnum=1)
+classes = functools.partial(Loss, kind="class_int", make=_integer_labels, sizes=CLASSES,
+                            label_argnum=1)
+class_probs = functools.partial(Loss, kind="class_prob", make=_probability_labels, sizes=VOCAB,
+                                twice_differentiable=True)
+sigmoid = functools.partial(Loss, kind="binary01", make=_sigmoid, sizes=SIGMOID,
+                            twice_differentiable=True)
+embedding = functools.partial(Loss, kind="pair", sizes=EMBEDDING)
+penalty = functools.partial(Loss, kind="regularizer", make=_penalty, sizes=PARAMS)
+large_vocab = functools.partial(
+    Loss, kind="large_vocab", make=_linear, sizes=LINEAR, twice_differentiable=True,
+    reverse_only=True, batch_argnums=(0, 2), label_argnum=2, out_dtype=jnp.float32,
+    optout={"vmap_over_examples": "takes (N, D) hidden states only, so a per-example call is "
+                                  "refused by contract; test_vmap_over_blocks_of_tokens maps "
+                                  "blocks of tokens instead",
+            "masked_classes": "`where` masks tokens, not classes: no class can be masked out "
+                              "of its softmax (test_where_and_ignore_index_drop_every_token)",
+            "second_derivatives": "a custom_vjp whose Hessians test_large_vocab checks "
+                                  "reverse-over-reverse in float32; in float64 under strict "
+                                  "promotion its int64 positions meet int32 labels"})
+
+
+def _margin_grad(dloss_dm):
+  """d/ds of ℓ(y·s) is y·ℓ'(m)."""
+  return lambda s, y: y * dloss_dm(s * y)
+
+
+def _no_grad(x, *rest, **kwargs):
+  del rest, kwargs
+  return np.zeros_like(x)
+
+
+CONVEX = frozenset({"convex"})
+RESIDUAL = frozenset({"convex", "symmetric", "zero_at_perfect"})
+
+
+# --------------------------------------------------------------------------------------------
+# The table: one entry per public function (a second for a configuration worth its own run).
+# --------------------------------------------------------------------------------------------
+
+LOSSES: list[Loss] = [
+    # ---------------------------------------------------------------- regression
+    regression("l1_loss", traits=RESIDUAL, floor_target=FLOOR_TARGET,
+               kinks=(Kink(([0.25], 0.25), [0.0], why="|x| at x = 0: the sub-gradient 0"),),
+               torch=lambda F, p, t: F.l1_loss(p, t, reduction="none")),
+    regression("squared_error", traits=RESIDUAL, twice_differentiable=True,
+               expect_inf=squares_overflow, floor_target=FLOOR_TARGET,
+               grad=lambda p, t: 2 * (p - t),
+               torch=lambda F, p, t: F.mse_loss(p, t, reduction="none")),
+    regression("l2_loss", traits=RESIDUAL, twice_differentiable=True,
+               expect_inf=squares_overflow, floor_target=FLOOR_TARGET, grad=lambda p, t: p - t,
+               torch=lambda F, p, t: 0.5 * F.mse_loss(p, t, reduction="none")),
+    regression("smooth_l1_loss", kwargs={"beta": 0.5}, bounds={"beta": (-1.0,)},
+               traits=RESIDUAL, floor_target=FLOOR_TARGET, bench_kwargs={"beta": 1.0},
+               kinks=(Kink(([0.75, -0.25, 0.25], 0.25), [1.0, -1.0, 0.0], {"beta": 0.5},
+                           "at |x| = beta, x/beta = sign(x); 0 at x = 0"),
+                      Kink(([0.75, -0.25, 0.25], 0.25), [1.0, -1.0, 0.0], {"beta": 0.0},
+                           "beta = 0 is L1: sign(x), and 0 at x = 0 (no 0/0)")),
+               torch=lambda F, p, t: F.smooth_l1_loss(p, t, reduction="none", beta=1.0)),
+    regression("huber_loss", kwargs={"delta": 0.7}, bounds={"delta": (-1.0, 0.0)},
+               kinks=(Kink(([0.75, -0.25, 0.25], 0.25), [0.5, -0.5, 0.0], {"delta": 0.5},
+                           "at |x| = delta both branches give delta*sign(x); 0 at x = 0"),),
+               traits=RESIDUAL, floor_target=FLOOR_TARGET, bench_kwargs={"delta": 1.0},
+               torch=lambda F, p, t: F.huber_loss(p, t, reduction="none", delta=1.0)),
+    regression("log_cosh", traits=RESIDUAL, twice_differentiable=True),
+    regression("quantile_loss", kwargs={"quantile": 0.3}, bounds={"quantile": (-1.0, 1.5)},
+               traits={"convex", "zero_at_perfect"}, bench_kwargs={"quantile": 0.9},
+               kinks=(Kink(([0.25, 1.0, -1.0], 0.25), [0.0, 0.7, -0.3], {"quantile": 0.3},
+                           "0 at p = t; 1 − q above, −q below"),)),
+    # exp(log-rate) overflows for log-rates above ~88.7: the true value is above float32's max.
+    regression("poisson_nll_loss", make=_counts, nonnegative=False, twice_differentiable=True,
+               bounds={"eps": (-1.0,)}, expect_inf=lambda v: v > 88.0,
+               torch=lambda F, x, t: F.poisson_nll_loss(x, t, log_input=True,
+                                                        reduction="none")),
+    regression("poisson_nll_loss", variant="rates", make=_rates,
+               kwargs={"log_input": False, "full": True}, nonnegative=False,
+               twice_differentiable=True, bounds={"eps": (-1.0,)},
+               optout={"extreme_predictions": "with log_input=False the input is a rate, so "
+                                              "it must be >= 0: -100 is outside the domain "
+                                              "(the log-rate entry covers extremes)"}),
+    regression("gaussian_nll_loss", make=_gaussian, kwargs={"full": True}, bench_kwargs={},
+               nonnegative=False, twice_differentiable=True, expect_inf=squares_overflow,
+               bounds={"eps": (-1.0, 0.0), "variance": (-1.0,)},
+               torch=lambda F, m, t, v: F.gaussian_nll_loss(m, t, v, reduction="none")),
+    # ---------------------------------------------------------------- margin (labels ±1)
+    margin_pm1("zero_one_loss", grad=_no_grad,
+               kinks=(Kink(([0.0, 0.0, 1.0], [1, -1, 1]), [0.0, 0.0, 0.0],
+                           why="a step: gradient 0 everywhere, also at y·s = 0"),)),
+    margin_pm1("hinge_loss", traits=CONVEX, floor_target=FLOOR_TARGET,
+               grad=_margin_grad(lambda m: np.where(m < 1, -1.0, 0.0)),
+               kinks=(Kink(([1.0, -1.0, 0.5], [1, -1, 1]), [0.0, 0.0, -1.0],
+                           why="0 at m = 1 (optax's jnp.maximum gives −y/2), −y inside"),)),
+    # max(0, 1 − y·s)² with |s| = 1e30 is 1e60.
+    margin_pm1("squared_hinge_loss", traits=CONVEX, expect_inf=squares_overflow,
+               grad=_margin_grad(lambda m: -2 * np.maximum(0, 1 - m)),
+               kinks=(Kink(([1.0, -1.0], [1, -1]), [0.0, 0.0], why="0 at m = 1"),)),
+    margin_pm1("perceptron_loss", traits=CONVEX,
+               grad=_margin_grad(lambda m: np.where(m < 0, -1.0, 0.0)),
+               kinks=(Kink(([0.0, 0.0], [1, -1]), [0.0, 0.0], why="0 at m = 0"),)),
+    margin_pm1("logistic_loss", traits=CONVEX, twice_differentiable=True,
+               floor_target=FLOOR_TARGET, grad=_margin_grad(lambda m: -1 / (1 + np.exp(m))),
+               torch=lambda F, s, y: F.soft_margin_loss(s, y, reduction="none")),
+    # exp(−y·s) overflows for y·s below ~−88.7 (labels are mixed, so for |s| above it).
+    margin_pm1("exponential_loss", traits=CONVEX, twice_differentiable=True,
+               expect_inf=lambda v: abs(v) > 88.0, grad=_margin_grad(lambda m: -np.exp(-m))),
+    # ---------------------------------------------------------------- margin (classes)
+    classes("multiclass_zero_one_loss", grad=_no_grad,
+            kinks=(Kink(([[1.0, 1.0, 0.0]], [1]), [[0.0] * 3],
+                        why="a tie goes to the lowest index; gradient 0 everywhere"),)),
+    classes("multiclass_hinge_loss", traits=CONVEX,
+            kinks=(Kink(([[2.0, 1.0, 0.0], [0.0, 1.0, 1.0]], [0, 0]),
+                        [[0.0, 0.0, 0.0], [-1.0, 1.0, 0.0]],
+                        why="0 at s_y = 1 + max_(j≠y) s_j; a tie among the others goes to the "
+                            "lowest index"),)),
+    classes("multiclass_perceptron_loss", traits=CONVEX,
+            kinks=(Kink(([[1.0, 1.0, 0.0]], [0]), [[0.0] * 3], why="0 at s_y = max_j s_j"),)),
+    # Alternating ±v scores: (margin + 2|v|)² is above float32's maximum at |v| = 1e30.
+    classes("multi_margin_loss", kwargs={"p": 2, "margin": 0.7}, unbounded=("margin",),
+            bench_kwargs={"p": 1, "margin": 1.0}, expect_inf=lambda v: (2 * abs(v)) ** 2 > F32_MAX,
+            kinks=(Kink(([[1.0, 0.0, -5.0]], [0]), [[0.0] * 3], {"margin": 1.0},
+                        "max(0, h) at h = margin − s_y + s_j = 0: 0"),),
+            torch=lambda F, x, y: F.multi_margin_loss(x, y, p=1, margin=1.0, reduction="none")),
+    # ---------------------------------------------------------------- embedding
+    Loss("center_loss", "class_int", _center_loss, CENTERS, batch_argnums=(0, 1),
+         label_argnum=1, twice_differentiable=True, expect_inf=squares_overflow),
+    Loss("update_centers", "helper", _update_centers, CENTERS, kwargs={"alpha": 0.5},
+         bounds={"alpha": (-0.1, 1.5)}, twice_differentiable=True, batch_argnums=(1, 2),
+         optout={"vmap_over_examples": "maps (centers, features, labels) to new centers: no "
+                                       "per-example output to map; test_embedding checks the "
+                                       "update against the paper's Eq. 4"}),
+    embedding("triplet_margin_loss", make=_triplet, kwargs={"norm_degree": 3, "swap": True},
+              bounds={"eps": (-1.0,)}, unbounded=("margin",), bench_kwargs={"margin": 1.0},
+              kinks=(Kink(([[0.0, 0.0]], [[1.0, 0.0]], [[2.0, 0.0]]), [[0.0, 0.0]],
+                          {"margin": 1.0, "eps": 0.0}, "0 at margin + d(a, p) = d(a, n)"),),
+              torch=lambda F, a, p, n: F.triplet_margin_loss(a, p, n, margin=1.0,
+                                                             reduction="none")),
+    # ½d² of the similar pairs is above float32's maximum when |x1| = 1e30.
+    embedding("contrastive_loss", make=_contrastive, kwargs={"margin": 2.0},
+              bounds={"margin": (-1.0,)}, expect_inf=squares_overflow,
+              bench_kwargs={"margin": 1.0},
+              kinks=(Kink(([[3.0, 4.0]], [[0.0, 0.0]], [0]), [[0.0, 0.0]], {"margin": 5.0},
+                          "the push term max(0, margin − d)² at d = margin (3-4-5): 0"),)),
+    # ---------------------------------------------------------------- cross-entropy
+    class_probs("softmax_cross_entropy", kwargs={"label_smoothing": 0.1}, bench_kwargs={},
+                bounds={"label_smoothing": (-0.1, 1.5)}, traits={"convex", "shift_invariant"},
+                masked_reference=_masked_ce,
+                torch=lambda F, x, p: F.cross_entropy(x, p, reduction="none")),
+    classes("softmax_cross_entropy_with_integer_labels", sizes=VOCAB,
+            kwargs={"label_smoothing": 0.1}, bench_kwargs={},
+            bounds={"label_smoothing": (-0.1, 1.5)}, twice_differentiable=True,
+            traits={"convex", "shift_invariant"}, masked_reference=_masked_integer_ce,
+            torch=lambda F, x, y: F.cross_entropy(x, y, reduction="none"), target=1.0),
+    sigmoid("sigmoid_binary_cross_entropy", traits=CONVEX, target=0.8,
+            floor_target=FLOOR_TARGET,
+            torch=lambda F, x, y: F.binary_cross_entropy_with_logits(x, y, reduction="none")),
+    Loss("binary_cross_entropy", "probs", _binary_probabilities, ELEMENTWISE,
+         twice_differentiable=True, floor_target=FLOOR_TARGET,
+         optout={"extreme_predictions": "its input is a probability in [0, 1]: the extreme "
+                                        "inputs are exactly 0 and 1, "
+                                        "test_binary_cross_entropy_at_zero_and_one"},
+         torch=lambda F, p, y: F.binary_cross_entropy(p, y, reduction="none")),
+    sigmoid("sigmoid_focal_loss", kwargs={"alpha": 0.25, "gamma": 2.0},
+            bench_kwargs={"gamma": 2.0}, bounds={"gamma": (-1.0,), "alpha": (-0.5, 1.5)},
+            target=0.5),
+    classes("softmax_focal_loss", sizes=VOCAB, kwargs={"gamma": 2.0},
+            bounds={"gamma": (-1.0,), "alpha": (-0.5,)},
+            twice_differentiable=True, traits={"shift_invariant"}),
+    classes("nll_loss", make=_log_probs_integer, sizes=VOCAB, twice_differentiable=True,
+            torch=lambda F, x, y: F.nll_loss(x, y, reduction="none")),
+    class_probs("kl_divergence", make=_log_probs_probabilities, traits=CONVEX,
+                masked_reference=_masked_kl,
+                torch=lambda F, x, t: F.kl_div(x, t, reduction="none").sum(-1)),
+    class_probs("kl_divergence_with_log_targets", make=_log_probs_log_probabilities,
+                traits=CONVEX, masked_reference=_masked_kl_log_targets,
+                torch=lambda F, x, t: F.kl_div(x, t, reduction="none",
+                                               log_target=True).sum(-1)),
+    Loss("smooth_labels", "helper", _one_hot, VOCAB, kwargs={"alpha": 0.1},
+         bounds={"alpha": (-0.1, 1.5)}, twice_differentiable=True,
+         masked_reference=_masked_smooth_labels),
+    class_probs("poly_loss_cross_entropy", kwargs={"epsilon": 2.0}, unbounded=("epsilon",),
+                traits={"shift_invariant"}, masked_reference=_masked_poly),
+    # ---------------------------------------------------------------- regularizers
+    penalty("l1_penalty"),
+    penalty("l2_penalty", twice_differentiable=True),
+    penalty("elastic_net_penalty", kwargs={"l1_ratio": 0.5}, bounds={"l1_ratio": (-0.1, 1.5)}),
+    penalty("structural_risk", make=_structural_risk, kwargs={"l1": 1e-4, "l2": 1e-4},
+            bounds={"l1": (-1.0,), "l2": (-1.0,)}, argnums=(0, 1)),
+    # ---------------------------------------------------------------- large vocabulary
+    # The bench times the default chunk size; the tests use chunks of 5 of a vocabulary of 12.
+    large_vocab("linear_softmax_cross_entropy", kwargs={"chunk_size": 5}, bench_kwargs={},
+                bounds={"z_loss": (-1.0,), "label_smoothing": (-0.1, 1.5),
+                        "logit_soft_cap": (0.0, -1.0)},
+                argnums=(0, 1), optax=("optax on h @ w", _naive_linear_cross_entropy),
+                torch=lambda F, h, w, y: F.cross_entropy(h @ w, y, reduction="none")),
+    large_vocab("vocab_parallel_linear_softmax_cross_entropy", sizes={"test": LINEAR["test"]},
+                kwargs={"chunk_size": 5, "mesh": Deferred(_vocab_mesh)},
+                bounds={"z_loss": (-1.0,), "label_smoothing": (-0.1, 1.5),
+                        "logit_soft_cap": (0.0, -1.0)},
+                not_timed="needs a device mesh; see the large-vocabulary section"),
+]
+
+BY_NAME: dict[str, Loss] = {}
+for _entry in LOSSES:
+  BY_NAME.setdefault(_entry.name, _entry)  # the first entry of a name is its main one
+del _entry
