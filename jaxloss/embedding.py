@@ -129,6 +129,12 @@ def triplet_margin_loss(anchors: ArrayLike, positives: ArrayLike, negatives: Arr
     triplets and shallow convolutional neural networks", BMVC 2016; F. Schroff, D. Kalenichenko,
     J. Philbin, "FaceNet", CVPR 2015; optax ``optax.losses.triplet_margin_loss``; PyTorch
     ``torch.nn.functional.triplet_margin_loss``.
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> a, p, n = jnp.zeros((1, 2)), jnp.array([[3.0, 4.0]]), jnp.array([[1.0, 0.0]])
+    >>> print(jnp.round(jaxloss.triplet_margin_loss(a, p, n), 4))  # 1 + 5 - 1
+    [5.]
   """
   fn = "triplet_margin_loss"
   out, (a, p, n) = _triplet_inputs(fn, anchors, positives, negatives)
@@ -258,6 +264,12 @@ def contrastive_loss(x1: ArrayLike, x2: ArrayLike, same: ArrayLike, *, margin: A
   References:
     R. Hadsell, S. Chopra, Y. LeCun, "Dimensionality Reduction by Learning an Invariant
     Mapping", CVPR 2006, Eq. 4 (with Y = 1 − same).
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> x1, x2 = jnp.zeros((2, 2)), jnp.array([[0.3, 0.4], [0.3, 0.4]])
+    >>> print(jnp.round(jaxloss.contrastive_loss(x1, x2, jnp.array([1, 0])), 4))
+    [0.125 0.125]
   """
   fn = "contrastive_loss"
   arrays = (_numerics.check_floating(fn, "x1", x1), _numerics.check_floating(fn, "x2", x2))
@@ -331,6 +343,12 @@ def center_loss(features: ArrayLike, labels: ArrayLike, centers: ArrayLike) -> j
   References:
     Y. Wen, K. Zhang, Z. Li, Y. Qiao, "A Discriminative Feature Learning Approach for Deep
     Face Recognition", ECCV 2016, Eq. 2.
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> centers = jnp.array([[0.0, 0.0], [1.0, 1.0]])
+    >>> jaxloss.center_loss(jnp.array([[1.0, 0.0], [1.0, 2.0]]), jnp.array([0, 1]), centers)
+    Array([0.5, 0.5], dtype=float32)
   """
   x, y, c, valid = _center_inputs("center_loss", features, labels, centers)
   dtype = _center_dtype(x, c)
@@ -370,6 +388,14 @@ def update_centers(centers: ArrayLike, features: ArrayLike, labels: ArrayLike, *
   References:
     Y. Wen, K. Zhang, Z. Li, Y. Qiao, "A Discriminative Feature Learning Approach for Deep
     Face Recognition", ECCV 2016, Eq. 4 and Algorithm 1.
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> centers = jnp.array([[0.0, 0.0], [1.0, 1.0]])
+    >>> features = jnp.array([[1.0, 0.0], [2.0, 3.0]])  # both of class 0
+    >>> jaxloss.update_centers(centers, features, jnp.array([0, 0]), alpha=0.5)
+    Array([[0.5, 0.5],
+           [1. , 1. ]], dtype=float32)
   """
   fn = "update_centers"
   x, y, c, valid = _center_inputs(fn, features, labels, centers)

@@ -54,6 +54,11 @@ def zero_one_loss(scores: ArrayLike, labels: ArrayLike) -> jax.Array:
     V. Vapnik, "The Nature of Statistical Learning Theory", 1995 (the 0-1 risk);
     P. Bartlett, M. Jordan, J. McAuliffe, "Convexity, Classification, and Risk Bounds",
     JASA 2006 (its convex surrogates).
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> jaxloss.zero_one_loss(jnp.array([2.0, -0.5, 0.0]), jnp.array([1, 1, -1]))
+    Array([0., 1., 1.], dtype=float32)
   """
   scores = jax.lax.stop_gradient(jnp.asarray(scores))
   def mistake(m):
@@ -84,6 +89,11 @@ def hinge_loss(predictor_outputs: ArrayLike, targets: ArrayLike) -> jax.Array:
   References:
     C. Cortes, V. Vapnik, "Support-Vector Networks", Machine Learning 1995;
     optax ``optax.losses.hinge_loss``.
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> jaxloss.hinge_loss(jnp.array([2.0, 0.5, -1.0]), jnp.array([1, 1, 1]))
+    Array([0. , 0.5, 2. ], dtype=float32)
   """
   # relu'(0) = 0: the sub-gradient 0 at m = 1.
   return _margin_loss("hinge_loss", predictor_outputs, targets, "predictor_outputs", "targets",
@@ -112,6 +122,11 @@ def squared_hinge_loss(predictor_outputs: ArrayLike, targets: ArrayLike) -> jax.
   References:
     Y. Tang, "Deep Learning using Linear Support Vector Machines", 2013; scikit-learn
     ``LinearSVC(loss="squared_hinge")``.
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> jaxloss.squared_hinge_loss(jnp.array([2.0, 0.5, -1.0]), jnp.array([1, 1, 1]))
+    Array([0.  , 0.25, 4.  ], dtype=float32)
   """
   return _margin_loss("squared_hinge_loss", predictor_outputs, targets, "predictor_outputs",
                       "targets", lambda m: jnp.square(_numerics.relu(1.0 - m)))
@@ -138,6 +153,11 @@ def perceptron_loss(predictor_outputs: ArrayLike, targets: ArrayLike) -> jax.Arr
   References:
     F. Rosenblatt, "The Perceptron", Psychological Review 1958;
     optax ``optax.losses.perceptron_loss``.
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> jaxloss.perceptron_loss(jnp.array([2.0, 0.5, -1.0]), jnp.array([1, 1, 1]))
+    Array([0., 0., 1.], dtype=float32)
   """
   # relu'(0) = 0: the sub-gradient 0 at m = 0.
   return _margin_loss("perceptron_loss", predictor_outputs, targets, "predictor_outputs",
@@ -168,6 +188,11 @@ def logistic_loss(scores: ArrayLike, labels: ArrayLike) -> jax.Array:
   References:
     D. R. Cox, "The regression analysis of binary sequences", JRSS B 1958;
     PyTorch ``torch.nn.functional.soft_margin_loss`` (``reduction="none"``).
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> print(jnp.round(jaxloss.logistic_loss(jnp.array([2.0, 0.0, -1.0]), 1), 4))
+    [0.1269 0.6931 1.3133]
   """
   return _margin_loss("logistic_loss", scores, labels, "scores", "labels",
                       lambda m: jax.nn.softplus(-m))
@@ -197,6 +222,12 @@ def exponential_loss(scores: ArrayLike, labels: ArrayLike) -> jax.Array:
     Y. Freund, R. Schapire, "A decision-theoretic generalization of on-line learning and an
     application to boosting", JCSS 1997; J. Friedman, T. Hastie, R. Tibshirani, "Additive
     logistic regression", Ann. Statist. 2000.
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> loss = jaxloss.exponential_loss(jnp.array([2.0, 0.0, -1.0]), 1)
+    >>> print([f"{v:.4f}" for v in loss.tolist()])
+    ['0.1353', '1.0000', '2.7183']
   """
   return _margin_loss("exponential_loss", scores, labels, "scores", "labels",
                       lambda m: jnp.exp(-m))
@@ -278,6 +309,12 @@ def multiclass_hinge_loss(scores: ArrayLike, labels: ArrayLike, *, axis: int = -
   References:
     K. Crammer, Y. Singer, "On the Algorithmic Implementation of Multiclass Kernel-based
     Vector Machines", JMLR 2001; optax ``optax.losses.multiclass_hinge_loss``.
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> scores = jnp.array([[3.0, 1.0, 0.5], [0.25, 0.5, 0.0]])
+    >>> jaxloss.multiclass_hinge_loss(scores, jnp.array([0, 2]))
+    Array([0. , 1.5], dtype=float32)
   """
   return _crammer_singer("multiclass_hinge_loss", scores, labels, axis, 1.0)
 
@@ -310,6 +347,12 @@ def multiclass_perceptron_loss(scores: ArrayLike, labels: ArrayLike, *,
     M. Collins, "Discriminative Training Methods for Hidden Markov Models: Theory and
     Experiments with Perceptron Algorithms", EMNLP 2002;
     optax ``optax.losses.multiclass_perceptron_loss``.
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> scores = jnp.array([[3.0, 1.0, 0.5], [0.25, 0.5, 0.0]])
+    >>> jaxloss.multiclass_perceptron_loss(scores, jnp.array([0, 2]))
+    Array([0. , 0.5], dtype=float32)
   """
   return _crammer_singer("multiclass_perceptron_loss", scores, labels, axis, 0.0)
 
@@ -338,6 +381,12 @@ def multiclass_zero_one_loss(logits: ArrayLike, labels: ArrayLike, *, axis: int 
 
   References:
     The classification error; R. Duda, P. Hart, "Pattern Classification", 1973.
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> logits = jnp.array([[3.0, 1.0, 0.5], [0.25, 0.5, 0.0]])
+    >>> jaxloss.multiclass_zero_one_loss(logits, jnp.array([0, 2]))
+    Array([0., 1.], dtype=float32)
   """
   fn = "multiclass_zero_one_loss"
   logits = jax.lax.stop_gradient(jnp.asarray(logits))
@@ -382,6 +431,12 @@ def multi_margin_loss(scores: ArrayLike, labels: ArrayLike, *, p: int = 1,
   References:
     J. Weston, C. Watkins, "Support Vector Machines for Multi-Class Pattern Recognition",
     ESANN 1999; PyTorch ``torch.nn.functional.multi_margin_loss``.
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> scores = jnp.array([[0.1, 0.2, 0.4, 0.8]])
+    >>> print(jnp.round(jaxloss.multi_margin_loss(scores, jnp.array([3])), 4))  # PyTorch's example
+    [0.325]
   """
   fn = "multi_margin_loss"
   if p not in (1, 2):

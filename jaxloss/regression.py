@@ -37,6 +37,11 @@ def l1_loss(predictions: ArrayLike, targets: ArrayLike | None = None) -> jax.Arr
 
   References:
     PyTorch ``torch.nn.functional.l1_loss`` (``reduction="none"``).
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> jaxloss.l1_loss(jnp.array([1.0, -2.0, 0.5]), jnp.array([0.0, 0.0, 1.0]))
+    Array([1. , 2. , 0.5], dtype=float32)
   """
   dtype, p, t = _numerics.elementwise_inputs("l1_loss", predictions, targets)
   return _numerics.abs0(p - t).astype(dtype)
@@ -59,6 +64,11 @@ def squared_error(predictions: ArrayLike, targets: ArrayLike | None = None) -> j
 
   References:
     Gauss/Legendre least squares; optax ``optax.losses.squared_error``.
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> jaxloss.squared_error(jnp.array([1.0, -2.0, 0.5]), jnp.array([0.0, 0.0, 1.0]))
+    Array([1.  , 4.  , 0.25], dtype=float32)
   """
   dtype, p, t = _numerics.elementwise_inputs("squared_error", predictions, targets)
   return jnp.square(p - t).astype(dtype)
@@ -80,6 +90,11 @@ def l2_loss(predictions: ArrayLike, targets: ArrayLike | None = None) -> jax.Arr
 
   References:
     optax ``optax.losses.l2_loss``.
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> jaxloss.l2_loss(jnp.array([1.0, -2.0, 0.5]), jnp.array([0.0, 0.0, 1.0]))
+    Array([0.5  , 2.   , 0.125], dtype=float32)
   """
   dtype, p, t = _numerics.elementwise_inputs("l2_loss", predictions, targets)
   # 0.5·square(e), not 0.5·e·e: the latter keeps 0.5·e as a second residual for the backward
@@ -140,6 +155,11 @@ def smooth_l1_loss(predictions: ArrayLike, targets: ArrayLike | None = None, *,
 
   References:
     R. Girshick, "Fast R-CNN", ICCV 2015, Eq. 3; PyTorch ``smooth_l1_loss``.
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> jaxloss.smooth_l1_loss(jnp.array([0.2, -2.0, 0.5]), beta=1.0)
+    Array([0.02 , 1.5  , 0.125], dtype=float32)
   """
   fn = "smooth_l1_loss"
   dtype, p, t = _numerics.elementwise_inputs(fn, predictions, targets)
@@ -148,9 +168,14 @@ def smooth_l1_loss(predictions: ArrayLike, targets: ArrayLike | None = None, *,
 
 @jax.custom_jvp
 def _huber(x: jax.Array, delta: jax.Array) -> jax.Array:
-  """Huber's ρ_δ(x) as ½q² + δ(|x| − q), q = min(|x|, δ): no select, so that undifferentiated
-  XLA:CPU fuses it into a following sum (the select form costs a stored array, 2.5x the time)."""
+  """Huber's ρ_δ(x) as ½q² + δ(|x| − q), q = min(|x|, δ), the form that runs when nothing
+  differentiates the loss: it has no select, so XLA:CPU fuses it into a following sum (a
+  select is materialised first; bench/NOTES.md). It equals the rule's select form for every
+  x and δ (½x² for |x| ≤ δ, δ(|x| − ½δ) beyond, inf at ±inf, NaN at NaN), so unlike the
+  softmax CE and KL fast paths it needs no fallback: δ is capped at float max (a scalar), so
+  that δ = inf gives ½x² rather than inf·0."""
   a = jnp.abs(x)
+  delta = jnp.minimum(delta, jnp.finfo(x.dtype).max)
   q = jnp.minimum(a, delta)
   return 0.5 * q * q + delta * (a - q)
 
@@ -252,6 +277,12 @@ def log_cosh(predictions: ArrayLike, targets: ArrayLike | None = None) -> jax.Ar
   References:
     Chen et al., "Log Hyperbolic Cosine Loss Improves Variational Auto-Encoder", 2019;
     optax ``optax.losses.log_cosh``.
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> loss = jaxloss.log_cosh(jnp.array([1e-3, 1.0, 10.0]))  # x²/2 near 0, |x| − log 2 far
+    >>> print([f"{v:.5g}" for v in loss.tolist()])
+    ['5e-07', '0.43378', '9.3069']
   """
   dtype, p, t = _numerics.elementwise_inputs("log_cosh", predictions, targets)
   return _log_cosh(p - t).astype(dtype)
@@ -285,6 +316,11 @@ def quantile_loss(predictions: ArrayLike, targets: ArrayLike, *,
 
   References:
     R. Koenker, G. Bassett, "Regression Quantiles", Econometrica 1978.
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> jaxloss.quantile_loss(jnp.array([1.0, 3.0]), jnp.array([2.0, 2.0]), quantile=0.75)
+    Array([0.75, 0.25], dtype=float32)
   """
   fn = "quantile_loss"
   dtype, p, t = _numerics.elementwise_inputs(fn, predictions, targets)
@@ -326,6 +362,12 @@ def poisson_nll_loss(input: ArrayLike, targets: ArrayLike, *, log_input: bool = 
 
   References:
     PyTorch ``torch.nn.functional.poisson_nll_loss``.
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> log_rate, counts = jnp.log(jnp.array([2.0, 0.5])), jnp.array([3.0, 0.0])
+    >>> print(jnp.round(jaxloss.poisson_nll_loss(log_rate, counts), 4))
+    [-0.0794  0.5   ]
   """
   fn = "poisson_nll_loss"
   dtype, x, t = _numerics.elementwise_inputs(fn, input, targets, "input", "targets")
@@ -389,6 +431,12 @@ def gaussian_nll_loss(mean: ArrayLike, targets: ArrayLike, variance: ArrayLike, 
   References:
     D. A. Nix, A. S. Weigend, "Estimating the mean and variance of the target probability
     distribution", ICNN 1994; PyTorch ``torch.nn.functional.gaussian_nll_loss``.
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> mean, target, var = jnp.array([0.0, 1.0]), jnp.array([1.0, 1.0]), jnp.array([1.0, 0.25])
+    >>> print(jnp.round(jaxloss.gaussian_nll_loss(mean, target, var), 4))
+    [ 0.5    -0.6931]
   """
   fn = "gaussian_nll_loss"
   dtype, mu, t = _numerics.elementwise_inputs(fn, mean, targets, "mean", "targets")

@@ -87,6 +87,11 @@ def l1_penalty(params: PyTree, *, mask: PyTree | None = None) -> jax.Array:
 
   References:
     R. Tibshirani, "Regression Shrinkage and Selection via the Lasso", JRSS B 1996.
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> jaxloss.l1_penalty({'w': jnp.array([1.0, -2.0]), 'b': jnp.array(0.5)})
+    Array(3.5, dtype=float32)
   """
   return _penalties("l1_penalty", params, mask)[0]
 
@@ -109,6 +114,11 @@ def l2_penalty(params: PyTree, *, mask: PyTree | None = None) -> jax.Array:
 
   References:
     A. Hoerl, R. Kennard, "Ridge Regression", Technometrics 1970; A. Tikhonov (1943).
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> jaxloss.l2_penalty({'w': jnp.array([1.0, -2.0]), 'b': jnp.array(0.5)})
+    Array(2.625, dtype=float32)
   """
   return _penalties("l2_penalty", params, mask)[1]
 
@@ -136,6 +146,11 @@ def elastic_net_penalty(params: PyTree, *, l1_ratio: ArrayLike = 0.5,
   References:
     H. Zou, T. Hastie, "Regularization and Variable Selection via the Elastic Net", JRSS B
     2005.
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> jaxloss.elastic_net_penalty({'w': jnp.array([1.0, -2.0])}, l1_ratio=0.5)
+    Array(2.75, dtype=float32)
   """
   fn = "elastic_net_penalty"
   l1, l2 = _penalties(fn, params, mask)
@@ -175,6 +190,12 @@ def structural_risk(losses: ArrayLike, params: PyTree, *, l1: ArrayLike = 0.0,
   References:
     V. Vapnik, "The Nature of Statistical Learning Theory", 1995 (structural risk
     minimisation).
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> losses = jnp.array([0.5, 1.5])
+    >>> jaxloss.structural_risk(losses, {'w': jnp.array([1.0, -2.0])}, l1=0.25, l2=0.5)
+    Array(3., dtype=float32)
   """
   fn = "structural_risk"
   losses = _numerics.check_floating(fn, "losses", losses)
