@@ -107,6 +107,12 @@ from jaxloss.segmentation import (
     multiclass_generalized_dice_loss,
     tversky_loss,
 )
+from jaxloss.detection import (
+    box_iou_loss,
+    complete_box_iou_loss,
+    distance_box_iou_loss,
+    generalized_box_iou_loss,
+)
 
 __all__ = [
     "__version__",
@@ -203,4 +209,9 @@ __all__ = [
     "lovasz_softmax_loss",
     "multiclass_generalized_dice_loss",
     "tversky_loss",
+    # detection (issue 15)
+    "box_iou_loss",
+    "complete_box_iou_loss",
+    "distance_box_iou_loss",
+    "generalized_box_iou_loss",
 ]

@@ -113,7 +113,7 @@ def _check_probabilities_eagerly(fn: str, predictions: Any, targets: Any) -> Non
   try:
     p = np.asarray(predictions)
     t_ndim = np.ndim(targets)
-  except Exception:  # not an array: the jitted function's own checks report it
+  except (TypeError, ValueError):  # not an array: the jitted function's own checks report it
     return
   if not np.issubdtype(p.dtype, np.floating):
     return
@@ -172,9 +172,8 @@ class _Overlap:
                        f"targets.shape={jnp.shape(targets)}")
     if p.ndim == 0:
       raise ValueError(f"{fn}: `predictions` must have a class axis (the last), got a scalar")
-    floats = [a for a in (p, t, *extra) if jnp.issubdtype(a.dtype, jnp.floating)]
-    self.out_dtype = jnp.result_type(*[a.dtype for a in floats])
-    self.dtype = _numerics.compute_dtype(*floats)
+    self.out_dtype = _numerics.result_dtype(p, t, *extra)
+    self.dtype = _numerics.compute_dtype(p, t, *extra)
     x = p.astype(self.dtype)
     tt = t.astype(self.dtype)
     self.n_classes = x.shape[-1]
@@ -242,7 +241,7 @@ def _dice_per_class(fn: str, predictions: ArrayLike, targets: ArrayLike,
   losses = 1 - o.index(alpha, beta, smooth)
   w = _class_weights(fn, class_weights, o.n_classes)
   if w is not None:
-    losses = losses * w.astype(o.dtype)
+    losses = losses * w.astype(o.dtype).reshape((1,) * (losses.ndim - 1) + w.shape)
   if ignore_background and o.n_classes > 1:
     losses = losses[..., 1:]
   return losses, o.out_dtype
@@ -810,11 +809,12 @@ def lovasz_hinge_loss(logits: ArrayLike, labels: ArrayLike, *,
           or jnp.issubdtype(y.dtype, jnp.floating)):
     raise TypeError(f"{fn}: `labels` must be boolean, integer or floating, got {y.dtype}")
   _numerics.check_same_shape(fn, "logits", x, "labels", y, allow_scalar=False)
+  if y.dtype == jnp.bool_:
+    y = y.astype(jnp.int32)
   if x.ndim == 0:
     raise ValueError(f"{fn}: `logits` must have a pixel axis, got a scalar")
-  floats = [a for a in (x, y) if jnp.issubdtype(a.dtype, jnp.floating)]
-  out_dtype = jnp.result_type(*[a.dtype for a in floats])
-  dtype = _numerics.compute_dtype(*floats)
+  out_dtype = _numerics.result_dtype(x, y)
+  dtype = _numerics.compute_dtype(x, y)
   ignored = _label_equals(y, ignore_index)
   binary = (y == 0) | (y == 1)
   valid_label = binary | ignored
