@@ -11,12 +11,18 @@ probability is exactly 0 (a −inf logit). Each divergence is a ``jax.custom_jvp
 is the closed form p ⊙ (g − ⟨p, g⟩) for the softmax p of the differentiated side (g the
 divergence's derivative in p), or p − q where that form would divide by p.
 
+The temperature enters as (x − max x) / T, the shift before the scaling (x / T − max(x / T)
+is fused by XLA into a multiply-add whose unrounded product differs from the rounded maximum
+by half an ulp of x / T: exp of 1e23 at logits of 1e30). Its derivative is the closed form
+−Σ_j G_j s_j dT / T, with G the gradient in the scaled logits and s the shifted ones.
+
 bf16/fp16 logits are computed in float32; the result has the promoted dtype of the logits.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -52,7 +58,7 @@ def _class_mask(fn: str, where: ArrayLike | None, x: jax.Array, axis: int) -> ja
 
 def _inputs(fn: str, student_logits: ArrayLike, teacher_logits: ArrayLike, temperature: ArrayLike,
             axis: int, where: ArrayLike | None
-            ) -> tuple[jnp.dtype, jax.Array, jax.Array, int, jax.Array | None]:
+            ) -> tuple[jnp.dtype, jax.Array, jax.Array, jax.Array, int, jax.Array | None]:
   s = _numerics.check_floating(fn, "student_logits", student_logits)
   t = _numerics.check_floating(fn, "teacher_logits", teacher_logits)
   if s.shape != t.shape:
@@ -62,13 +68,21 @@ def _inputs(fn: str, student_logits: ArrayLike, teacher_logits: ArrayLike, tempe
   out_dtype = jnp.result_type(s.dtype, t.dtype)
   _, (s, t) = _numerics.upcast(s, t)
   temp = jnp.asarray(temperature, s.dtype)
-  return out_dtype, s / temp, t / temp, axis, _class_mask(fn, where, s, axis)
+  return out_dtype, s, t, temp, axis, _class_mask(fn, where, s, axis)
 
 
-def _log_softmax(x: jax.Array, mask: jax.Array | None, axis: int
-                 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """(log p, p, p > 0's complement): log-softmax over the unmasked classes (−inf at masked
-  ones and at −inf logits), its exponential, and the mask of exactly-zero probabilities.
+class _Side(NamedTuple):
+  """One distribution: log p, p, where p is exactly 0, and the shifted scaled logits s
+  (0 where p = 0), for the temperature term of the tangent."""
+  log_p: jax.Array
+  p: jax.Array
+  zero: jax.Array
+  shifted: jax.Array
+
+
+def _log_softmax(x: jax.Array, t: jax.Array, mask: jax.Array | None, axis: int) -> _Side:
+  """The log-softmax of x / t over the unmasked classes (−inf at masked ones and at −inf
+  logits), computed as s − log Σ exp(s) with s = (x − max x) / t.
 
   A row with no finite unmasked logit has p = 0 and log p = −inf everywhere (divergence 0).
   """
@@ -76,12 +90,14 @@ def _log_softmax(x: jax.Array, mask: jax.Array | None, axis: int
     x = jnp.where(mask, x, -jnp.inf)
   top = jnp.max(x, axis, keepdims=True)
   top = jnp.where(jnp.isfinite(top), top, jnp.zeros_like(top))
-  e = jnp.exp(x - top)
+  shifted = (x - top) / t
+  e = jnp.exp(shifted)
   z = jnp.sum(e, axis, keepdims=True)
   empty = z == 0
   z = jnp.where(empty, jnp.ones_like(z), z)
-  log_p = jnp.where(empty, -jnp.inf, x - top - jnp.log(z))
-  return log_p, e / z, (x == -jnp.inf) | empty
+  log_p = jnp.where(empty, -jnp.inf, shifted - jnp.log(z))
+  zero = (x == -jnp.inf) | empty
+  return _Side(log_p, e / z, zero, jnp.where(zero, jnp.zeros_like(x), shifted))
 
 
 def _times(p: jax.Array, v: jax.Array, zero: jax.Array) -> jax.Array:
@@ -89,114 +105,122 @@ def _times(p: jax.Array, v: jax.Array, zero: jax.Array) -> jax.Array:
   return jnp.where(zero, jnp.zeros_like(v), p * v)
 
 
-def _softmax_tangent(p: jax.Array, g: jax.Array, zero: jax.Array, dx: jax.Array,
-                     axis: int) -> jax.Array:
-  """Σ_j p_j (g_j − ⟨p, g⟩) dx_j: the chain rule through a softmax, for dV/dp = g."""
-  pg = _times(p, g, zero)
-  mean = jnp.sum(pg, axis, keepdims=True)
-  return jnp.sum((pg - _times(p, mean, zero)) * dx, axis)
+def _through_softmax(side: _Side, g: jax.Array, axis: int) -> jax.Array:
+  """p ⊙ (g − ⟨p, g⟩): the gradient in the (scaled) logits of V with dV/dp = g."""
+  pg = _times(side.p, g, side.zero)
+  return pg - _times(side.p, jnp.sum(pg, axis, keepdims=True), side.zero)
+
+
+def _tangent(axis: int, t: jax.Array, dt, parts) -> jax.Array:
+  """Σ over ``parts`` = ((G, side, dx), ...) of Σ_j G_j (dx_j − s_j dt) / t: the logits
+  enter as u = x / t, and by shift invariance (Σ_j G_j = 0) u may be the shifted s."""
+  tangent = 0.0
+  for grad_u, side, dx in parts:
+    if _numerics.nonzero(dx):
+      tangent = tangent + jnp.sum(grad_u * dx, axis)
+    if _numerics.nonzero(dt):
+      tangent = tangent - dt * jnp.sum(grad_u * side.shifted, axis)
+  return tangent / t
 
 
 # --------------------------------------------------------------------------------------------
-# The divergences (custom_jvp cores on temperature-scaled logits).
+# The divergences (custom_jvp cores on the raw logits and the temperature).
 # --------------------------------------------------------------------------------------------
 
-def _kl_value(axis, lp, p, zp, lq):
-  """KL(p ‖ q) = Σ p (log p − log q), 0 where p = 0; also returns log p − log q."""
-  a = lp - lq
-  return jnp.sum(_times(p, a, zp), axis), a
+def _kl_value(axis, a: _Side, b: _Side):
+  """KL(a ‖ b) = Σ a (log a − log b), 0 where a = 0; also returns log a − log b."""
+  diff = a.log_p - b.log_p
+  return jnp.sum(_times(a.p, diff, a.zero), axis), diff
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
-def _reverse_kl(axis: int, x: jax.Array, y: jax.Array, mask: jax.Array | None) -> jax.Array:
-  """KL(softmax(x) ‖ softmax(y)), x the student's logits."""
-  lp, p, zp = _log_softmax(x, mask, axis)
-  lq, _, _ = _log_softmax(y, mask, axis)
-  return _kl_value(axis, lp, p, zp, lq)[0]
+def _reverse_kl(axis: int, x: jax.Array, y: jax.Array, t: jax.Array,
+                mask: jax.Array | None) -> jax.Array:
+  """KL(softmax(x / t) ‖ softmax(y / t)), x the student's logits."""
+  return _kl_value(axis, _log_softmax(x, t, mask, axis), _log_softmax(y, t, mask, axis))[0]
 
 
-@_reverse_kl.defjvp
+@functools.partial(_reverse_kl.defjvp, symbolic_zeros=True)
 def _reverse_kl_jvp(axis, primals, tangents):
-  x, y, mask = primals
-  dx, dy, _ = tangents
-  lp, p, zp = _log_softmax(x, mask, axis)
-  lq, q, _ = _log_softmax(y, mask, axis)
-  value, a = _kl_value(axis, lp, p, zp, lq)
-  # Student: p ⊙ (a − KL) (the p ⊙ (g − ⟨p, g⟩) form with g = a + 1); teacher: q − p.
-  tangent = _softmax_tangent(p, a, zp, dx, axis) + jnp.sum((q - p) * dy, axis)
-  return value, tangent
+  x, y, t, mask = primals
+  dx, dy, dt, _ = tangents
+  p, q = _log_softmax(x, t, mask, axis), _log_softmax(y, t, mask, axis)
+  value, a = _kl_value(axis, p, q)
+  # Student: p ⊙ (a − KL) (the softmax form with g = a + 1); teacher: q − p.
+  return value, _tangent(axis, t, dt, ((_through_softmax(p, a, axis), p, dx),
+                                       (q.p - p.p, q, dy)))
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
-def _forward_kl(axis: int, x: jax.Array, y: jax.Array, mask: jax.Array | None) -> jax.Array:
-  """KL(softmax(y) ‖ softmax(x)): the teacher's distribution against the student's."""
-  lp, _, _ = _log_softmax(x, mask, axis)
-  lq, q, zq = _log_softmax(y, mask, axis)
-  return _kl_value(axis, lq, q, zq, lp)[0]
+def _forward_kl(axis: int, x: jax.Array, y: jax.Array, t: jax.Array,
+                mask: jax.Array | None) -> jax.Array:
+  """KL(softmax(y / t) ‖ softmax(x / t)): the teacher's distribution against the student's."""
+  return _kl_value(axis, _log_softmax(y, t, mask, axis), _log_softmax(x, t, mask, axis))[0]
 
 
-@_forward_kl.defjvp
+@functools.partial(_forward_kl.defjvp, symbolic_zeros=True)
 def _forward_kl_jvp(axis, primals, tangents):
-  x, y, mask = primals
-  dx, dy, _ = tangents
-  lp, p, _ = _log_softmax(x, mask, axis)
-  lq, q, zq = _log_softmax(y, mask, axis)
-  value, b = _kl_value(axis, lq, q, zq, lp)
+  x, y, t, mask = primals
+  dx, dy, dt, _ = tangents
+  p, q = _log_softmax(x, t, mask, axis), _log_softmax(y, t, mask, axis)
+  value, b = _kl_value(axis, q, p)
   # Student: p − q (cross-entropy's gradient; the softmax form would divide by p); teacher:
   # q ⊙ (b − KL).
-  tangent = jnp.sum((p - q) * dx, axis) + _softmax_tangent(q, b, zq, dy, axis)
-  return value, tangent
+  return value, _tangent(axis, t, dt, ((p.p - q.p, p, dx),
+                                       (_through_softmax(q, b, axis), q, dy)))
 
 
-def _jsd_parts(axis, x, y, mask, beta):
-  lp, p, zp = _log_softmax(x, mask, axis)
-  lq, q, zq = _log_softmax(y, mask, axis)
+def _jsd_parts(axis, x, y, t, mask, beta):
+  p, q = _log_softmax(x, t, mask, axis), _log_softmax(y, t, mask, axis)
   # log m = log((1 − β) p + β q), a logaddexp of the two log-probabilities (TRL's logsumexp).
-  lm = jnp.logaddexp(lp + jnp.log1p(-beta), lq + jnp.log(beta))
-  kl_q, a_q = _kl_value(axis, lq, q, zq, lm)  # KL(q ‖ m)
-  kl_p, a_p = _kl_value(axis, lp, p, zp, lm)  # KL(p ‖ m)
-  return (lp, p, zp, lq, q, zq), (kl_q, a_q, kl_p, a_p)
+  m = _Side(jnp.logaddexp(p.log_p + jnp.log1p(-beta), q.log_p + jnp.log(beta)), p.p, p.zero,
+            p.shifted)  # only log_p of m is used
+  kl_q, a_q = _kl_value(axis, q, m)  # KL(q ‖ m)
+  kl_p, a_p = _kl_value(axis, p, m)  # KL(p ‖ m)
+  return p, q, kl_q, a_q, kl_p, a_p
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
-def _mixture_jsd(axis: int, x: jax.Array, y: jax.Array, mask: jax.Array | None,
+def _mixture_jsd(axis: int, x: jax.Array, y: jax.Array, t: jax.Array, mask: jax.Array | None,
                  beta: jax.Array) -> jax.Array:
   """β KL(q ‖ m) + (1 − β) KL(p ‖ m), m = (1 − β) p + β q, for 0 < β < 1."""
-  _, (kl_q, _, kl_p, _) = _jsd_parts(axis, x, y, mask, beta)
+  _, _, kl_q, _, kl_p, _ = _jsd_parts(axis, x, y, t, mask, beta)
   return beta * kl_q + (1.0 - beta) * kl_p
 
 
-@_mixture_jsd.defjvp
+@functools.partial(_mixture_jsd.defjvp, symbolic_zeros=True)
 def _mixture_jsd_jvp(axis, primals, tangents):
-  x, y, mask, beta = primals
-  dx, dy, _, dbeta = tangents
-  (_, p, zp, _, q, zq), (kl_q, a_q, kl_p, a_p) = _jsd_parts(axis, x, y, mask, beta)
+  x, y, t, mask, beta = primals
+  dx, dy, dt, _, dbeta = tangents
+  p, q, kl_q, a_q, kl_p, a_p = _jsd_parts(axis, x, y, t, mask, beta)
   # dJ/dp = (1 − β)(log p − log m) and dJ/dq = β(log q − log m): the terms through m cancel
   # (Σ_c m_c ∂log m_c/∂p_j = 1 − β, a constant the softmax's centring removes);
   # dJ/dβ = KL(q ‖ m) − KL(p ‖ m) for the same reason.
-  tangent = (_softmax_tangent(p, (1.0 - beta) * a_p, zp, dx, axis)
-             + _softmax_tangent(q, beta * a_q, zq, dy, axis) + (kl_q - kl_p) * dbeta)
+  tangent = _tangent(axis, t, dt, ((_through_softmax(p, (1.0 - beta) * a_p, axis), p, dx),
+                                   (_through_softmax(q, beta * a_q, axis), q, dy)))
+  if _numerics.nonzero(dbeta):
+    tangent = tangent + (kl_q - kl_p) * dbeta
   return beta * kl_q + (1.0 - beta) * kl_p, tangent
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
-def _total_variation(axis: int, x: jax.Array, y: jax.Array, mask: jax.Array | None) -> jax.Array:
-  """½ Σ |softmax(x) − softmax(y)|."""
-  _, p, _ = _log_softmax(x, mask, axis)
-  _, q, _ = _log_softmax(y, mask, axis)
-  return 0.5 * jnp.sum(jnp.abs(p - q), axis)
+def _total_variation(axis: int, x: jax.Array, y: jax.Array, t: jax.Array,
+                     mask: jax.Array | None) -> jax.Array:
+  """½ Σ |softmax(x / t) − softmax(y / t)|."""
+  p, q = _log_softmax(x, t, mask, axis), _log_softmax(y, t, mask, axis)
+  return 0.5 * jnp.sum(jnp.abs(p.p - q.p), axis)
 
 
-@_total_variation.defjvp
+@functools.partial(_total_variation.defjvp, symbolic_zeros=True)
 def _total_variation_jvp(axis, primals, tangents):
-  x, y, mask = primals
-  dx, dy, _ = tangents
-  _, p, zp = _log_softmax(x, mask, axis)
-  _, q, zq = _log_softmax(y, mask, axis)
+  x, y, t, mask = primals
+  dx, dy, dt, _ = tangents
+  p, q = _log_softmax(x, t, mask, axis), _log_softmax(y, t, mask, axis)
   # dV/dp = ½ sign(p − q), with sign(0) = 0 at the kink p_j = q_j (a sub-gradient).
-  g = 0.5 * jnp.sign(p - q)
-  tangent = _softmax_tangent(p, g, zp, dx, axis) + _softmax_tangent(q, -g, zq, dy, axis)
-  return 0.5 * jnp.sum(jnp.abs(p - q), axis), tangent
+  g = 0.5 * jnp.sign(p.p - q.p)
+  return 0.5 * jnp.sum(jnp.abs(p.p - q.p), axis), _tangent(
+      axis, t, dt, ((_through_softmax(p, g, axis), p, dx), (_through_softmax(q, -g, axis), q,
+                                                            dy)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -271,16 +295,16 @@ def generalized_jsd(student_logits: ArrayLike, teacher_logits: ArrayLike, *,
     >>> print(f"{jaxloss.generalized_jsd(s, t, beta=1.0, where=m)[0]:.4f}")
     1.0068
   """
-  out_dtype, x, y, axis, mask = _inputs("generalized_jsd", student_logits, teacher_logits,
-                                        temperature, axis, where)
+  out_dtype, x, y, t, axis, mask = _inputs("generalized_jsd", student_logits,
+                                           teacher_logits, temperature, axis, where)
   b = jnp.asarray(beta, x.dtype)
   branch = jnp.where(b == 0, 0, jnp.where(b == 1, 1, 2))
   # The mixture branch never sees β = 0 or 1 (log β = −inf there, and its β-derivative).
   b_mix = jnp.where((b == 0) | (b == 1), jnp.asarray(0.5, x.dtype), b)
   value = lax.switch(branch, [
-      lambda: _forward_kl(axis, x, y, mask),
-      lambda: _reverse_kl(axis, x, y, mask),
-      lambda: _mixture_jsd(axis, x, y, mask, b_mix),
+      lambda: _forward_kl(axis, x, y, t, mask),
+      lambda: _reverse_kl(axis, x, y, t, mask),
+      lambda: _mixture_jsd(axis, x, y, t, mask, b_mix),
   ])
   return value.astype(out_dtype)
 
@@ -332,9 +356,9 @@ def reverse_kl_divergence(student_logits: ArrayLike, teacher_logits: ArrayLike, 
     >>> print(jnp.round(jaxloss.reverse_kl_divergence(s, t), 1))
     [9098.9]
   """
-  out_dtype, x, y, axis, mask = _inputs("reverse_kl_divergence", student_logits,
-                                        teacher_logits, temperature, axis, where)
-  return _reverse_kl(axis, x, y, mask).astype(out_dtype)
+  out_dtype, x, y, t, axis, mask = _inputs("reverse_kl_divergence", student_logits,
+                                           teacher_logits, temperature, axis, where)
+  return _reverse_kl(axis, x, y, t, mask).astype(out_dtype)
 
 
 @_numerics.loss_jit(static=("axis",), bounds={"temperature": _POSITIVE})
@@ -381,6 +405,6 @@ def total_variation_distance(student_logits: ArrayLike, teacher_logits: ArrayLik
     >>> print(jaxloss.total_variation_distance(s, t))
     [0.5]
   """
-  out_dtype, x, y, axis, mask = _inputs("total_variation_distance", student_logits,
-                                        teacher_logits, temperature, axis, where)
-  return _total_variation(axis, x, y, mask).astype(out_dtype)
+  out_dtype, x, y, t, axis, mask = _inputs("total_variation_distance", student_logits,
+                                           teacher_logits, temperature, axis, where)
+  return _total_variation(axis, x, y, t, mask).astype(out_dtype)

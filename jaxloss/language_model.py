@@ -6,14 +6,16 @@ log-probability with padding masked out.
 
 Two closed-form derivatives (``jax.custom_jvp``, contract 3) carry the module:
 
-* ``_label_log_softmax``: x_y − lse(x), whose tangent is dx_y − Σ_j p_j dx_j. The forward pass
-  gathers x_y and reduces the logits to their logsumexp: the (…, V) log-softmax is never
-  built, and the one-hot of the label is an iota comparison inside the tangent.
-* ``_entropy``: H = −Σ_j p_j log p_j, whose tangent is −Σ_j p_j (log p_j + H) dx_j, with
+* ``_label_log_softmax``: u_y − lse(u) for u = x / T, whose tangent is dx_y − Σ_j p_j dx_j
+  over T (and a temperature term). The forward pass gathers x_y and reduces the logits to
+  their logsumexp: the (…, V) log-softmax is never built, nor the label's one-hot (the
+  tangent gathers dx_y).
+* ``_entropy``: H = −Σ_j p_j log p_j, whose tangent is −Σ_j p_j (log p_j + H) dx_j / T, with
   0·log 0 = 0 so that −inf (masked) logits contribute exactly 0 to the value and gradient.
 
-The temperature divides the logits before either core (x = logits / T), so its derivative
-comes from the chain rule.
+The temperature enters as (x − max x) / T, the shift before the scaling: x / T − max(x / T)
+would be computed by XLA as a fused multiply-add of the unrounded product x·(1/T) against the
+rounded maximum, an error of half an ulp of x / T, which is e^(1e23) = inf at logits of 1e30.
 """
 
 from __future__ import annotations
@@ -30,70 +32,93 @@ ArrayLike = jax.typing.ArrayLike
 _POSITIVE = _numerics.Range(low=0.0, low_open=True)
 
 
-def _softmax_parts(x: jax.Array, axis: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """(lse, p, finite): logsumexp over ``axis`` (keepdims), the softmax, and where x > −inf.
+def _softmax_parts(x: jax.Array, t: jax.Array, axis: int
+                   ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+  """(s, log z, p, finite) for u = x / t: the shifted scaled logits s = (x − max x) / t,
+  log z = log Σ exp(s) (keepdims; so log softmax(u) = s − log z), the softmax, and where
+  x > −inf.
 
-  A row whose logits are all −inf has lse = −inf and p = 0 (no class to put mass on).
+  A row whose logits are all −inf has log z = −inf and p = 0 (no class to put mass on).
   """
   top = jnp.max(x, axis, keepdims=True)
   top = jnp.where(jnp.isfinite(top), top, jnp.zeros_like(top))
-  e = jnp.exp(x - top)
+  shifted = (x - top) / t
+  e = jnp.exp(shifted)
   z = jnp.sum(e, axis, keepdims=True)
   empty = z == 0
-  lse = jnp.where(empty, -jnp.inf, jnp.log(jnp.where(empty, jnp.ones_like(z), z)) + top)
+  log_z = jnp.where(empty, -jnp.inf, jnp.log(jnp.where(empty, jnp.ones_like(z), z)))
   p = e / jnp.where(empty, jnp.ones_like(z), z)
-  return lse, p, x > -jnp.inf
+  return shifted, log_z, p, x > -jnp.inf
+
+
+def _scaled_tangent(grad_u, shifted, finite, dx, dt, t, axis):
+  """Σ_j G_j (dx_j − u_j dt) / t for G = dV/du, u = x / t; by shift invariance (Σ_j G_j = 0)
+  u_j may be the shifted s_j, which is finite wherever G_j can be nonzero."""
+  s0 = jnp.where(finite, shifted, jnp.zeros_like(shifted))
+  tangent = jnp.sum(grad_u * dx, axis, keepdims=True)
+  if _numerics.nonzero(dt):
+    tangent = tangent - dt * jnp.sum(grad_u * s0, axis, keepdims=True)
+  return tangent / t
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
-def _label_log_softmax(axis: int, x: jax.Array, index: jax.Array) -> jax.Array:
-  """log softmax(x)_y = x_y − lse(x), keepdims along ``axis``; ``index`` holds y (in range)."""
-  lse, _, _ = _softmax_parts(x, axis)
-  return jnp.take_along_axis(x, index, axis) - lse
+def _label_log_softmax(axis: int, x: jax.Array, t: jax.Array, index: jax.Array) -> jax.Array:
+  """log softmax(x / t)_y, keepdims along ``axis``; ``index`` holds y (in range)."""
+  shifted, log_z, _, _ = _softmax_parts(x, t, axis)
+  return jnp.take_along_axis(shifted, index, axis) - log_z
 
 
-@_label_log_softmax.defjvp
+@functools.partial(_label_log_softmax.defjvp, symbolic_zeros=True)
 def _label_log_softmax_jvp(axis, primals, tangents):
-  x, index = primals
-  dx, _ = tangents
-  lse, p, _ = _softmax_parts(x, axis)
-  value = jnp.take_along_axis(x, index, axis) - lse
-  # d/dx_j = [j = y] − p_j: the gathered tangent minus the softmax-weighted one.
+  x, t, index = primals
+  dx, dt, _ = tangents
+  shifted, log_z, p, finite = _softmax_parts(x, t, axis)
+  value = jnp.take_along_axis(shifted, index, axis) - log_z
+  # d/du_j = [j = y] − p_j: the gathered tangent minus the softmax-weighted one.
+  dx = jnp.zeros_like(x) if not _numerics.nonzero(dx) else dx
+  s0 = jnp.where(finite, shifted, jnp.zeros_like(shifted))
   tangent = jnp.take_along_axis(dx, index, axis) - jnp.sum(p * dx, axis, keepdims=True)
-  return value, tangent
+  if _numerics.nonzero(dt):
+    tangent = tangent - dt * (jnp.take_along_axis(s0, index, axis)
+                              - jnp.sum(p * s0, axis, keepdims=True))
+  return value, tangent / t
 
 
-def _entropy_terms(x: jax.Array, axis: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """(H, p, −log p with 0 where the logit is −inf): H = Σ p·(−log p), 0·log 0 = 0.
+def _entropy_terms(x: jax.Array, t: jax.Array, axis: int
+                   ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
+  """(H, p, −log p with 0 where the logit is −inf, s, finite): H = Σ p·(−log p).
 
-  Written with −log p = lse − x so that a one-hot row gives +0, not −0.
+  Written with −log p = log z − s so that a one-hot row gives +0, not −0.
   """
-  lse, p, finite = _softmax_parts(x, axis)
-  surprisal = jnp.where(finite, lse - x, jnp.zeros_like(x))
-  return jnp.sum(p * surprisal, axis, keepdims=True), p, surprisal
+  shifted, log_z, p, finite = _softmax_parts(x, t, axis)
+  surprisal = jnp.where(finite, log_z - shifted, jnp.zeros_like(x))
+  return jnp.sum(p * surprisal, axis, keepdims=True), p, surprisal, shifted, finite
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
-def _entropy(axis: int, x: jax.Array) -> jax.Array:
-  """The Shannon entropy of softmax(x) over ``axis``, keepdims."""
-  return _entropy_terms(x, axis)[0]
+def _entropy(axis: int, x: jax.Array, t: jax.Array) -> jax.Array:
+  """The Shannon entropy of softmax(x / t) over ``axis``, keepdims."""
+  return _entropy_terms(x, t, axis)[0]
 
 
-@_entropy.defjvp
+@functools.partial(_entropy.defjvp, symbolic_zeros=True)
 def _entropy_jvp(axis, primals, tangents):
-  (x,), (dx,) = primals, tangents
-  h, p, surprisal = _entropy_terms(x, axis)
-  # dH/dx_j = −p_j (log p_j + H); 0 where p_j = 0 (−log p_j is held at 0 there, p_j = 0).
-  return h, jnp.sum(p * (surprisal - h) * dx, axis, keepdims=True)
+  x, t = primals
+  dx, dt = tangents
+  h, p, surprisal, shifted, finite = _entropy_terms(x, t, axis)
+  # dH/du_j = −p_j (log p_j + H) = p_j (−log p_j − H); 0 where p_j = 0.
+  grad_u = p * (surprisal - h)
+  dx = jnp.zeros_like(x) if not _numerics.nonzero(dx) else dx
+  return h, _scaled_tangent(grad_u, shifted, finite, dx, dt, t, axis)
 
 
-def _scaled_logits(fn: str, logits: ArrayLike, axis: int, temperature: ArrayLike
-                   ) -> tuple[jnp.dtype, jax.Array, int]:
+def _logits_input(fn: str, logits: ArrayLike, axis: int, temperature: ArrayLike
+                  ) -> tuple[jnp.dtype, jax.Array, jax.Array, int]:
   x = _numerics.check_floating(fn, "logits", logits)
   axis = _numerics.canonical_axis(fn, axis, x.ndim)
   out_dtype = x.dtype
   _, (x,) = _numerics.upcast(x)
-  return out_dtype, x / jnp.asarray(temperature, x.dtype), axis
+  return out_dtype, x, jnp.asarray(temperature, x.dtype), axis
 
 
 @_numerics.loss_jit(static=("axis", "ignore_index"), bounds={"temperature": _POSITIVE})
@@ -146,7 +171,7 @@ def token_log_probs(logits: ArrayLike, labels: ArrayLike, *, axis: int = -1,
     [-0.1698 -1.0986]
   """
   fn = "token_log_probs"
-  out_dtype, x, axis = _scaled_logits(fn, logits, axis, temperature)
+  out_dtype, x, t, axis = _logits_input(fn, logits, axis, temperature)
   y = _numerics.check_integer(fn, "labels", labels)
   batch_shape = x.shape[:axis] + x.shape[axis + 1:]
   if y.shape != batch_shape:
@@ -155,7 +180,7 @@ def token_log_probs(logits: ArrayLike, labels: ArrayLike, *, axis: int = -1,
   ignored = jnp.zeros(y.shape, bool) if ignore_index is None else y == ignore_index
   valid = _numerics.class_labels_valid(fn, "labels", jnp.where(ignored, 0, y), x.shape[axis])
   index = jnp.expand_dims(jnp.where(valid, y, jnp.zeros_like(y)), axis)
-  log_p = _label_log_softmax(axis, x, index).squeeze(axis)
+  log_p = _label_log_softmax(axis, x, t, index).squeeze(axis)
   log_p = jnp.where(ignored, jnp.zeros_like(log_p), log_p)
   return _numerics.nan_where_invalid(log_p, valid | ignored).astype(out_dtype)
 
@@ -193,8 +218,8 @@ def token_entropy(logits: ArrayLike, *, axis: int = -1,
     >>> print(jnp.round(jaxloss.token_entropy(logits), 4))
     [1.3863 0.    ]
   """
-  out_dtype, x, axis = _scaled_logits("token_entropy", logits, axis, temperature)
-  return _entropy(axis, x).squeeze(axis).astype(out_dtype)
+  out_dtype, x, t, axis = _logits_input("token_entropy", logits, axis, temperature)
+  return _entropy(axis, x, t).squeeze(axis).astype(out_dtype)
 
 
 @_numerics.loss_jit(static=("average",))

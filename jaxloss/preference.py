@@ -632,7 +632,9 @@ def sequence_clipped_policy_loss(log_probs: ArrayLike, old_log_probs: ArrayLike,
     The per-token loss, shape (…, T), in the promoted dtype of the inputs.
 
   Gradient (the ``custom_jvp`` of :func:`clipped_policy_loss` at log s_i): d ℓ_{i,t} /
-  d log π_θ(y_{i,t}) = −A_{i,t} s_i where unclipped, else 0; no cross-token terms.
+  d log π_θ(y_{i,t}) = −A_{i,t} s_i where unclipped, else 0; no cross-token terms. Second
+  derivatives are those of the GSPO-token surrogate (the stop-gradients make its Hessian
+  diagonal), not of the sequence objective: this is a first-order objective.
 
   Edge cases:
     An all-masked sequence gives 0 everywhere with zero gradient. A mean log-ratio of 1e4

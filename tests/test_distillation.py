@@ -114,6 +114,30 @@ def test_generalized_jsd_beta_derivative(rng):
   assert_close(g, np.sum(_xlogy_ratio(q, lq, lm) - _xlogy_ratio(p, lp, lm)), rtol=1e-4)
 
 
+def test_temperature_derivatives(rng):
+  """dV/dT = −Σ_j G_j u_j / T with u = x / T the scaled logits and G = dV/du (student and
+  teacher), G from the closed forms above."""
+  s, t = _logits(rng)
+  u, w = np.float64(s) / TEMP, np.float64(t) / TEMP
+  lp, lq = _np_log_softmax(s, TEMP), _np_log_softmax(t, TEMP)
+  p, q = np.exp(lp), np.exp(lq)
+  lm = np.log(0.4 * q + 0.6 * p)
+  kl = np.sum(p * (lp - lq), -1, keepdims=True)
+  g_tv = 0.5 * np.sign(p - q)
+  cases = {
+      "jsd": (lambda a, b, T: jaxloss.generalized_jsd(a, b, beta=0.4, temperature=T),
+              _softmax_chain(p, 0.6 * (lp - lm)), _softmax_chain(q, 0.4 * (lq - lm))),
+      "reverse": (lambda a, b, T: jaxloss.reverse_kl_divergence(a, b, temperature=T),
+                  p * (lp - lq - kl), q - p),
+      "tv": (lambda a, b, T: jaxloss.total_variation_distance(a, b, temperature=T),
+             _softmax_chain(p, g_tv), _softmax_chain(q, -g_tv)),
+  }
+  for name, (fn, gu, gw) in cases.items():
+    g = jax.grad(lambda T, fn=fn: jnp.sum(fn(f32(s), f32(t), T)))(jnp.float32(TEMP))
+    expected = -np.sum(gu * u + gw * w) / TEMP
+    assert_close(g, expected, rtol=1e-4, atol=1e-5 * np.abs(gu * u).sum()), name
+
+
 @settings(deadline=None, max_examples=15)
 @given(st.floats(0.05, 0.95), st.integers(0, 2 ** 16))
 def test_jsd_swaps_with_one_minus_beta_and_is_bounded(beta, seed):
@@ -220,11 +244,14 @@ def test_total_variation_kink_takes_sign_zero():
 
 
 def test_large_logit_gaps_are_finite():
-  s = np.array([[1e4, 0.0, -1e4], [0.0, 1e4, 0.0]], np.float32)
+  # 1e4, and 1e30 at a temperature other than 1: x/T − max(x/T) fused into a multiply-add
+  # is off by half an ulp of 1e30 (exp(1e23) = inf); the shift is taken before the scaling.
+  s = np.array([[1e4, 0.0, -1e4], [0.0, 1e30, -1e30]], np.float32)
   t = np.array([[0.0, 1e4, 0.0], [-1e4, 0.0, 1e4]], np.float32)
-  for fn in (lambda a, b: jaxloss.generalized_jsd(a, b, beta=0.0),
-             lambda a, b: jaxloss.generalized_jsd(a, b, beta=0.5),
-             jaxloss.reverse_kl_divergence, jaxloss.total_variation_distance):
+  for fn in (lambda a, b: jaxloss.generalized_jsd(a, b, beta=0.0, temperature=0.7),
+             lambda a, b: jaxloss.generalized_jsd(a, b, beta=0.5, temperature=0.7),
+             lambda a, b: jaxloss.reverse_kl_divergence(a, b, temperature=0.7),
+             lambda a, b: jaxloss.total_variation_distance(a, b, temperature=0.7)):
     value, grads = jax.value_and_grad(lambda a, b, fn=fn: jnp.sum(fn(a, b)), argnums=(0, 1))(
         f32(s), f32(t))
     assert np.isfinite(value) and all(np.all(np.isfinite(g)) for g in grads)

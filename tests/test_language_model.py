@@ -120,8 +120,26 @@ def test_token_entropy_and_its_gradient(rng):
   p = np.exp(lp)
   h = -np.sum(p * lp, -1)
   assert_close(jaxloss.token_entropy(x, temperature=TEMP), h)
-  g = jax.grad(lambda v: jnp.sum(jaxloss.token_entropy(v, temperature=TEMP)))(f32(x))
-  assert_close(g, -p * (lp + h[..., None]) / TEMP)
+  g, g_t = jax.grad(lambda v, t: jnp.sum(jaxloss.token_entropy(v, temperature=t)),
+                   argnums=(0, 1))(f32(x), jnp.float32(TEMP))
+  grad_u = -p * (lp + h[..., None])  # dH/du for u = x / T
+  assert_close(g, grad_u / TEMP)
+  assert_close(g_t, -np.sum(grad_u * np.float64(x) / TEMP) / TEMP, rtol=1e-4)  # −Σ G u / T
+
+
+def test_huge_logits_at_a_temperature_stay_finite():
+  # x/T − max(x/T) fused by XLA into a multiply-add is off by half an ulp of x/T: exp(1e23)
+  # = inf at logits of 1e30; the shift is taken before the scaling.
+  x = f32(np.broadcast_to(1e30 * np.where(np.arange(V) % 2 == 0, 1.0, -1.0), (2, V)))
+  y = np.array([0, 1], np.int32)
+  lp = jaxloss.token_log_probs(x, y, temperature=TEMP)
+  n_top = (V + 1) // 2
+  np.testing.assert_allclose(lp, [-np.log(n_top), -2e30 / TEMP], rtol=1e-6)
+  np.testing.assert_allclose(jaxloss.token_entropy(x, temperature=TEMP), [np.log(n_top)] * 2,
+                             rtol=1e-6)
+  for fn in (lambda v: jaxloss.token_log_probs(v, y, temperature=TEMP),
+             lambda v: jaxloss.token_entropy(v, temperature=TEMP)):
+    assert np.all(np.isfinite(jax.grad(lambda v, fn=fn: jnp.sum(fn(v)))(x)))
 
 
 def test_token_entropy_masked_and_one_hot_rows():
