@@ -148,8 +148,8 @@ def box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, *, eps: ArrayLike = 1e-7)
     >>> import jax.numpy as jnp, jaxloss
     >>> a = jnp.array([[0.0, 0.0, 2.0, 2.0]])
     >>> b = jnp.array([[1.0, 1.0, 3.0, 3.0]])
-    >>> print(jnp.round(jaxloss.box_iou_loss(a, b), 4))
-    [0.8571]
+    >>> print(f"{jaxloss.box_iou_loss(a, b)[0]:.4f}")
+    0.8571
   """
   fn = "box_iou_loss"
   out_dtype, b1, b2 = _boxes(fn, boxes1, boxes2)
@@ -193,8 +193,8 @@ def generalized_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, *,
     >>> import jax.numpy as jnp, jaxloss
     >>> a = jnp.array([[0.0, 0.0, 1.0, 1.0]])
     >>> b = jnp.array([[2.0, 0.0, 3.0, 1.0]])  # disjoint: IoU 0, enclosing box 3 x 1
-    >>> print(jnp.round(jaxloss.generalized_box_iou_loss(a, b), 4))
-    [1.3333]
+    >>> print(f"{jaxloss.generalized_box_iou_loss(a, b)[0]:.4f}")
+    1.3333
   """
   fn = "generalized_box_iou_loss"
   out_dtype, b1, b2 = _boxes(fn, boxes1, boxes2)
@@ -238,8 +238,8 @@ def distance_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, *,
     >>> import jax.numpy as jnp, jaxloss
     >>> a = jnp.array([[0.0, 0.0, 2.0, 2.0]])
     >>> b = jnp.array([[1.0, 1.0, 3.0, 3.0]])
-    >>> print(jnp.round(jaxloss.distance_box_iou_loss(a, b), 4))
-    [0.9683]
+    >>> print(f"{jaxloss.distance_box_iou_loss(a, b)[0]:.4f}")
+    0.9683
   """
   fn = "distance_box_iou_loss"
   out_dtype, b1, b2 = _boxes(fn, boxes1, boxes2)
@@ -289,8 +289,8 @@ def complete_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, *,
     >>> import jax.numpy as jnp, jaxloss
     >>> a = jnp.array([[0.0, 0.0, 2.0, 2.0]])
     >>> b = jnp.array([[1.0, 1.0, 4.0, 3.0]])
-    >>> print(jnp.round(jaxloss.complete_box_iou_loss(a, b), 4))
-    [0.9838]
+    >>> print(f"{jaxloss.complete_box_iou_loss(a, b)[0]:.4f}")
+    1.0192
   """
   fn = "complete_box_iou_loss"
   out_dtype, b1, b2 = _boxes(fn, boxes1, boxes2)

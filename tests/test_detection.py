@@ -220,3 +220,11 @@ def test_vmap_and_traced_eps(rng):
     assert_close(jax.vmap(fn)(b1, b2), fn(b1, b2))
     assert_close(jax.jit(lambda a, b, e: fn(a, b, eps=e))(b1, b2, 1e-3),
                  np_box_losses(b1, b2, eps=1e-3)[0][name])
+
+
+def test_docstring_examples():
+  import doctest
+
+  import jaxloss.detection as module
+  result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+  assert result.attempted > 0 and result.failed == 0

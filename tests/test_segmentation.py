@@ -508,3 +508,11 @@ def test_lovasz_dtypes_and_jit(rng):
   assert jaxloss.lovasz_hinge_loss(jnp.asarray(x[..., 0], jnp.bfloat16),
                                    np.float32(y > 0)).dtype == jnp.float32
   assert_close(jax.jit(jaxloss.lovasz_softmax_loss)(x, y), jaxloss.lovasz_softmax_loss(x, y))
+
+
+def test_docstring_examples():
+  import doctest
+
+  import jaxloss.segmentation as module
+  result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+  assert result.attempted > 0 and result.failed == 0
