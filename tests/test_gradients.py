@@ -1,7 +1,10 @@
 """Closed-form derivative tests: the gradient written from the maths against ``jax.grad``.
 
 Each test states the derivative, evaluates it in numpy float64 at random points and exactly at
-the kinks, where the documented sub-gradient (contract 4 in DESIGN.md) must come out.
+the kinks, where the documented sub-gradient must come out. The first two tests read
+``bench/registry.py``: every entry's ``kinks`` (the documented sub-gradient at each) and, where
+an entry gives one, its closed-form ``grad``; the tests below them are the closed forms that need
+more than one formula per loss (hyper-parameter sweeps, several inputs, second derivatives).
 """
 
 import jax
@@ -10,17 +13,52 @@ import numpy as np
 import pytest
 
 import jaxloss
-from _reference import assert_close
-
-
-def grad_of_sum(fn, x, *args, **kwargs):
-  return jax.grad(lambda p: jnp.sum(fn(p, *args, **kwargs)))(jnp.asarray(x, jnp.float32))
+from _reference import assert_close, grad_of_sum
+from bench import registry
 
 
 def _points(rng, kinks):
   """Random residuals plus the kinks, exactly representable in float32."""
   x = rng.normal(size=64).astype(np.float32) * 3
   return np.concatenate([x, np.asarray(kinks, np.float32)])
+
+
+def _np64(a):
+  return np.asarray(a, np.float64) if jnp.issubdtype(a.dtype, jnp.floating) else np.asarray(a)
+
+
+# ------------------------------------------------------------------------------ the registry
+# Where 0 is a sub-gradient the gradient is 0 (L1 at 0, quantile at 0, hinge at m = 1,
+# perceptron at m = 0, every max(0, ·) at 0); ties go to the lowest class index. optax's
+# jnp.maximum gives −0.5 at hinge's kink.
+
+KINKS = [pytest.param(entry, kink,
+                      id=entry.id + "".join(f"-{k}={v}" for k, v in kink.kwargs.items()))
+         for entry in registry.LOSSES for kink in entry.kinks]
+
+
+@pytest.mark.parametrize("entry,kink", KINKS)
+def test_subgradient_at_kinks_is_the_documented_one(entry, kink):
+  x, *others = kink.arrays()
+  grad = grad_of_sum(entry.fn, x, *others, **kink.kwargs)
+  np.testing.assert_allclose(grad, np.asarray(kink.grad, np.float32), rtol=1e-6, atol=0,
+                             err_msg=kink.why)
+
+
+CLOSED_FORMS = [pytest.param(entry, id=entry.id) for entry in registry.LOSSES
+                if entry.grad is not None]
+
+
+@pytest.mark.parametrize("entry", CLOSED_FORMS)
+def test_gradient_matches_closed_form_at_random_points_and_kinks(entry):
+  points = [entry.inputs(seed) for seed in range(3)]
+  points += [(kink.arrays(), kink.kwargs) for kink in entry.kinks]
+  for args, kwargs in points:
+    g = grad_of_sum(entry.fn, args[0], *args[1:], **kwargs)
+    expected = entry.grad(*(_np64(a) for a in args), **kwargs)
+    assert_close(g, expected)
+    if not np.any(expected):  # an exact 0 (a step function, or 0 at every kink point)
+      np.testing.assert_array_equal(g, np.zeros_like(expected))
 
 
 # ------------------------------------------------------------------------------ regression
@@ -30,13 +68,6 @@ def test_l1_gradient_is_sign_and_zero_at_zero(rng):
   g = grad_of_sum(jaxloss.l1_loss, x)
   np.testing.assert_array_equal(g, np.sign(x))
   assert g[-1] == 0 and g[-2] == 0
-
-
-def test_squared_error_gradient(rng):
-  x = _points(rng, [0.0])
-  t = np.float32(0.25)
-  assert_close(grad_of_sum(jaxloss.squared_error, x, t), 2 * (np.float64(x) - t))
-  assert_close(grad_of_sum(jaxloss.l2_loss, x, t), np.float64(x) - t)
 
 
 @pytest.mark.parametrize("beta", [0.5, 1.0, 2.0])
@@ -120,47 +151,8 @@ def test_gaussian_nll_gradients_with_straight_through_clamp(rng):
 
 
 # ------------------------------------------------------------------------------ margin
-# m = y·s with y in {−1, +1}; each d/ds is written from the maths, kinks exactly included.
-
-def _margin_points(rng, kink_margins):
-  """Random scores and ±1 labels, then scores placed exactly at the given margins."""
-  s = rng.normal(size=64).astype(np.float32) * 3
-  y = rng.choice([-1, 1], size=64).astype(np.float32)
-  ky = np.tile(np.float32([1.0, -1.0]), len(kink_margins))
-  km = np.repeat(np.float32(kink_margins), 2)
-  return np.concatenate([s, km * ky]), np.concatenate([y, ky])  # s = m·y, so y·s = m
-
-
-MARGIN_GRADIENTS = [
-    # name, d/dm of the loss (the gradient is y·that), kink margins where it must be exactly 0
-    ("hinge_loss", lambda m: np.where(m < 1, -1.0, 0.0), [1.0]),
-    ("squared_hinge_loss", lambda m: -2 * np.maximum(0, 1 - m), [1.0]),
-    ("perceptron_loss", lambda m: np.where(m < 0, -1.0, 0.0), [0.0]),
-    ("logistic_loss", lambda m: -1 / (1 + np.exp(m)), []),
-    ("exponential_loss", lambda m: -np.exp(-m), []),
-]
-
-
-@pytest.mark.parametrize("name,dloss_dm,kinks", MARGIN_GRADIENTS,
-                         ids=[n for n, _, _ in MARGIN_GRADIENTS])
-def test_margin_gradients_and_kinks(rng, name, dloss_dm, kinks):
-  s, y = _margin_points(rng, kinks)
-  g = grad_of_sum(getattr(jaxloss, name), s, jnp.asarray(y))
-  m = np.float64(s) * y
-  assert_close(g, y * dloss_dm(m))
-  if kinks:  # hinge at m = 1, perceptron at m = 0: the sub-gradient 0 (contract 4)
-    np.testing.assert_array_equal(g[64:], np.zeros(2 * len(kinks)))
-
-
-def test_zero_one_gradient_is_exactly_zero_everywhere(rng):
-  s, y = _margin_points(rng, [0.0, 1.0])
-  np.testing.assert_array_equal(grad_of_sum(jaxloss.zero_one_loss, s, jnp.asarray(y)),
-                                np.zeros_like(s))
-  logits = rng.normal(size=(8, 5)).astype(np.float32)
-  labels = jnp.asarray(rng.integers(0, 5, size=8))
-  np.testing.assert_array_equal(grad_of_sum(jaxloss.multiclass_zero_one_loss, logits, labels),
-                                np.zeros_like(logits))
-
+# The ±1 losses' closed forms d/ds = y·dℓ/dm and the 0-1 losses' zero gradient are the
+# registry's ``grad`` (tested above); the Crammer–Singer and Weston–Watkins forms need ties.
 
 def _np_crammer_singer_grad(s, y, margin):
   """e_k − e_y with k the lowest-index best other class, where the loss is positive."""

@@ -1,15 +1,12 @@
-"""jit, vmap and grad agree for every loss; no re-tracing; second derivatives where smooth.
+"""jit, vmap and grad agree for every registry entry; no re-tracing; second derivatives where
+smooth.
 
-Each family adds one line per loss to ``CASES``: a name, a builder of the positional inputs
-from a numpy generator (the first input is the one differentiated; the leading axis is the
-batch axis that ``vmap`` maps over), keyword arguments, and whether the loss is twice
-differentiable (checked with ``jax.test_util.check_grads`` order 2, both modes).
+The cases are the entries of ``bench/registry.py`` (inputs at the test size; the first input is
+the one differentiated; ``batch_argnums`` are the inputs with the batch axis that ``vmap`` maps
+over); an entry opts out of a test only with a written reason. Second derivatives are checked
+with ``jax.test_util.check_grads`` at order 2, both modes (reverse only for the
+reverse-mode-only losses), in float64.
 """
-
-import dataclasses
-import zlib
-from collections.abc import Callable
-from typing import Any
 
 import chex
 import jax
@@ -18,172 +15,117 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-import jaxloss
-
-B = 6  # the batch axis mapped over by vmap
-
-
-def f32(x):
-  return jnp.asarray(x, jnp.float32)
+from _reference import entries, trace_count
+from bench.registry import N
 
 
-def normal(*shape):
-  return lambda r: f32(r.normal(size=shape))
+def _is_float(a):
+  return jnp.issubdtype(a.dtype, jnp.floating)
 
 
-def positive(*shape):
-  return lambda r: f32(r.uniform(0.2, 2.0, size=shape))
+def _in_axes(entry, args):
+  return tuple(0 if entry.batched(i) else None for i in range(len(args)))
 
 
-@dataclasses.dataclass(frozen=True)
-class Case:
-  name: str
-  inputs: tuple[Callable[[np.random.Generator], Any], ...]
-  kwargs: dict = dataclasses.field(default_factory=dict)
-  smooth: bool = False  # twice differentiable at the random inputs: check order-2 gradients
-  # Reverse mode only (a custom_vjp, contract 3's one exception): skip forward-mode checks.
-  reverse_only: bool = False
-
-  @property
-  def id(self):
-    return self.name + ("-" + "-".join(f"{k}={v}" for k, v in self.kwargs.items())
-                        if self.kwargs else "")
+def _example(args, axes, i):
+  return tuple(a[i] if ax == 0 else a for a, ax in zip(args, axes))
 
 
-CASES = [
-    # regression
-    Case("l1_loss", (normal(B, 5), normal(B, 5))),
-    Case("squared_error", (normal(B, 5), normal(B, 5)), smooth=True),
-    Case("l2_loss", (normal(B, 5), normal(B, 5)), smooth=True),
-    Case("smooth_l1_loss", (normal(B, 5), normal(B, 5)), {"beta": 0.5}),
-    Case("huber_loss", (normal(B, 5), normal(B, 5)), {"delta": 0.7}),
-    Case("log_cosh", (normal(B, 5), normal(B, 5)), smooth=True),
-    Case("quantile_loss", (normal(B, 5), normal(B, 5)), {"quantile": 0.3}),
-    Case("poisson_nll_loss", (normal(B, 5), positive(B, 5)), smooth=True),
-    Case("poisson_nll_loss", (positive(B, 5), positive(B, 5)), {"log_input": False, "full": True},
-         smooth=True),
-    Case("gaussian_nll_loss", (normal(B, 5), normal(B, 5), positive(B, 5)), {"full": True},
-         smooth=True),
-    # margin (labels: ±1 or integer classes)
-    Case("zero_one_loss", (normal(B, 5), lambda r: jnp.asarray(r.choice([-1, 1], (B, 5))))),
-    Case("hinge_loss", (normal(B, 5), lambda r: jnp.asarray(r.choice([-1, 1], (B, 5))))),
-    Case("squared_hinge_loss", (normal(B, 5), lambda r: f32(r.choice([-1, 1], (B, 5))))),
-    Case("perceptron_loss", (normal(B, 5), lambda r: jnp.asarray(r.choice([-1, 1], (B, 5))))),
-    Case("logistic_loss", (normal(B, 5), lambda r: f32(r.choice([-1, 1], (B, 5)))), smooth=True),
-    Case("exponential_loss", (normal(B, 5), lambda r: jnp.asarray(r.choice([-1, 1], (B, 5)))),
-         smooth=True),
-    Case("multiclass_zero_one_loss", (normal(B, 5), lambda r: jnp.asarray(r.integers(0, 5, B)))),
-    Case("multiclass_hinge_loss", (normal(B, 5), lambda r: jnp.asarray(r.integers(0, 5, B)))),
-    Case("multiclass_perceptron_loss", (normal(B, 5),
-                                        lambda r: jnp.asarray(r.integers(0, 5, B)))),
-    Case("multi_margin_loss", (normal(B, 5), lambda r: jnp.asarray(r.integers(0, 5, B))),
-         {"p": 2, "margin": 0.7}),
-    # embedding (center_loss's centers are a keyword, so vmap does not map over them)
-    Case("center_loss", (normal(B, 4), lambda r: jnp.asarray(r.integers(0, 3, B))),
-         {"centers": f32(np.arange(12.0).reshape(3, 4) / 6)}, smooth=True),
-    Case("triplet_margin_loss", (normal(B, 4), normal(B, 4), normal(B, 4)),
-         {"norm_degree": 3, "swap": True}),
-    Case("contrastive_loss", (normal(B, 4), normal(B, 4), lambda r: f32(r.integers(0, 2, B))),
-         {"margin": 2.0}),
-    # large vocabulary: no line. linear_softmax_cross_entropy(hidden (N, D), weight (D, V),
-    # labels (N,)) takes its shared weight positionally, so these tests would map it per
-    # example, and the batched call would need a (B, N, D) hidden that the (N, D) contract
-    # refuses. tests/test_large_vocab.py checks vmap (weight unmapped and mapped), outer jit,
-    # no re-tracing and reverse-over-reverse derivatives instead.
-    # classification
-    Case("softmax_cross_entropy",
-         (normal(B, 5), lambda r: jax.nn.softmax(f32(r.normal(size=(B, 5))))),
-         {"label_smoothing": 0.1}, smooth=True),
-    Case("softmax_cross_entropy_with_integer_labels",
-         (normal(B, 5), lambda r: jnp.asarray(r.integers(0, 5, size=(B,)), jnp.int32)),
-         {"label_smoothing": 0.1}, smooth=True),
-    Case("sigmoid_binary_cross_entropy", (normal(B, 5), lambda r: f32(r.integers(0, 2, (B, 5)))),
-         smooth=True),
-    Case("binary_cross_entropy", (lambda r: f32(r.uniform(0.05, 0.95, (B, 5))),
-                                  lambda r: f32(r.integers(0, 2, (B, 5)))), smooth=True),
-    Case("sigmoid_focal_loss", (normal(B, 5), lambda r: f32(r.integers(0, 2, (B, 5)))),
-         {"alpha": 0.25, "gamma": 2.0}, smooth=True),
-    Case("softmax_focal_loss",
-         (normal(B, 5), lambda r: jnp.asarray(r.integers(0, 5, size=(B,)), jnp.int32)),
-         {"gamma": 2.0}, smooth=True),
-    Case("nll_loss", (normal(B, 5), lambda r: jnp.asarray(r.integers(0, 5, size=(B,)), jnp.int32)),
-         smooth=True),
-    Case("kl_divergence", (normal(B, 5), lambda r: jax.nn.softmax(f32(r.normal(size=(B, 5))))),
-         smooth=True),
-    Case("kl_divergence_with_log_targets",
-         (normal(B, 5), lambda r: jax.nn.log_softmax(f32(r.normal(size=(B, 5))))), smooth=True),
-    Case("smooth_labels", (lambda r: jax.nn.softmax(f32(r.normal(size=(B, 5)))),), {"alpha": 0.1},
-         smooth=True),
-    Case("poly_loss_cross_entropy",
-         (normal(B, 5), lambda r: jax.nn.softmax(f32(r.normal(size=(B, 5))))), {"epsilon": 2.0},
-         smooth=True),
-]
+PER_EXAMPLE = entries("vmap_over_examples", losses_only=False,
+                      where=lambda e: e.kind_info.per_example)
 
 
-def _inputs(case):
-  # crc32, not hash(): str hashes are salted per process, which made the inputs (and so
-  # the finite-difference checks) change from run to run.
-  rng = np.random.default_rng(zlib.crc32(case.id.encode()))
-  return [make(rng) for make in case.inputs]
-
-
-def _fn(case):
-  return getattr(jaxloss, case.name)
-
-
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_vmap_matches_batched_call_and_python_loop(case):
-  fn, args = _fn(case), _inputs(case)
-  batched = fn(*args, **case.kwargs)
-  mapped = jax.vmap(lambda *a: fn(*a, **case.kwargs))(*args)
-  looped = jnp.stack([fn(*(a[i] for a in args), **case.kwargs) for i in range(B)])
+@pytest.mark.parametrize("entry", PER_EXAMPLE)
+def test_vmap_matches_batched_call_and_python_loop(entry):
+  (args, kwargs), fn = entry.inputs(), entry.fn
+  axes = _in_axes(entry, args)
+  batched = fn(*args, **kwargs)
+  mapped = jax.vmap(lambda *a: fn(*a, **kwargs), in_axes=axes)(*args)
+  looped = jnp.stack([fn(*_example(args, axes, i), **kwargs) for i in range(N)])
   chex.assert_trees_all_close(mapped, batched, rtol=1e-6, atol=1e-6)
   chex.assert_trees_all_close(looped, batched, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_outer_jit_matches_and_grad_of_mean_matches_vmapped_grads(case):
-  fn, args = _fn(case), _inputs(case)
-  chex.assert_trees_all_close(jax.jit(lambda *a: fn(*a, **case.kwargs))(*args),
-                              fn(*args, **case.kwargs), rtol=1e-6, atol=1e-6)
+@pytest.mark.parametrize("entry", PER_EXAMPLE)
+def test_grad_of_sum_matches_per_example_grads(entry):
+  (args, kwargs), fn = entry.inputs(), entry.fn
 
   def total(x, *rest):
-    return jnp.sum(fn(x, *rest, **case.kwargs))
+    return jnp.sum(fn(x, *rest, **kwargs))
 
   whole = jax.grad(total)(*args)
-  per_example = jax.vmap(jax.grad(total))(*args)
+  per_example = jax.vmap(jax.grad(total), in_axes=_in_axes(entry, args))(*args)
   chex.assert_trees_all_close(per_example, whole, rtol=1e-5, atol=1e-6)
   assert np.all(np.isfinite(whole))
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_no_retrace_on_new_values_with_same_shapes(case):
-  fn = _fn(case)
-  # New values of the same dtypes (integer labels move by 1, floats by 0.5).
-  first = _inputs(case)
-  second = [a + (0.5 if jnp.issubdtype(a.dtype, jnp.floating) else 1) for a in _inputs(case)]
-  fn(*first, **case.kwargs)
-  size = fn.jitted._cache_size()
-  fn(*second, **case.kwargs)
-  assert fn.jitted._cache_size() == size
-  # The same through chex: a user's jitted step around the loss traces once.
+@pytest.mark.parametrize("entry", entries(None, kinds=("pm1",)))
+def test_integer_pm1_labels_match_floating_labels(entry):
+  # ±1 labels may be integers (as optax): the same values, vmap and gradient.
+  (args, kwargs), fn = entry.inputs(), entry.fn
+  i = entry.label_argnum
+  ints = tuple(a.astype(jnp.int32) if j == i else a for j, a in enumerate(args))
+  chex.assert_trees_all_close(fn(*ints, **kwargs), fn(*args, **kwargs), rtol=1e-6)
+  chex.assert_trees_all_close(jax.vmap(lambda *a: fn(*a, **kwargs))(*ints),
+                              fn(*args, **kwargs), rtol=1e-6, atol=1e-6)
+  chex.assert_trees_all_close(jax.grad(lambda x: jnp.sum(fn(x, *ints[1:], **kwargs)))(args[0]),
+                              jax.grad(lambda x: jnp.sum(fn(x, *args[1:], **kwargs)))(args[0]),
+                              rtol=1e-6)
+
+
+@pytest.mark.parametrize("entry", entries(None, kinds=("large_vocab",)))
+def test_vmap_over_blocks_of_tokens(entry):
+  # The (N, D) contract: vmap maps blocks of tokens (B, N/B, D), the weight unmapped.
+  (args, kwargs), fn = entry.inputs(seed=3), entry.fn
+  blocks = tuple(a.reshape((2, N // 2) + a.shape[1:]) if entry.batched(i) else a
+                 for i, a in enumerate(args))
+  axes = _in_axes(entry, args)
+  batched = jax.vmap(lambda *a: fn(*a, **kwargs), in_axes=axes)(*blocks)
+  looped = jnp.stack([fn(*_example(blocks, axes, k), **kwargs) for k in range(2)])
+  np.testing.assert_allclose(batched, looped, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("entry", entries("outer_jit", losses_only=False))
+def test_outer_jit_matches_eager_call(entry):
+  (args, kwargs), fn = entry.inputs(), entry.fn
+  chex.assert_trees_all_close(jax.jit(lambda *a: fn(*a, **kwargs))(*args), fn(*args, **kwargs),
+                              rtol=1e-6, atol=1e-6)
+
+
+def _floats(kwargs):
+  """The float hyper-parameters among the keyword arguments."""
+  return {k: v for k, v in kwargs.items() if isinstance(v, float)}
+
+
+@pytest.mark.parametrize("entry", entries("no_retrace", losses_only=False))
+def test_new_values_and_hyperparameters_do_not_retrace(entry):
+  # New input values of the same shapes and dtypes, and new float hyper-parameter values,
+  # reuse the compiled loss: float hyper-parameters are traced, not static.
+  fn = entry.fn
+  (first, kwargs), (second, _) = entry.inputs(seed=1), entry.inputs(seed=2)
+  halved = {k: v / 2 for k, v in _floats(kwargs).items()}  # stays inside every bound
+  fn(*first, **kwargs)
+  traces = trace_count(fn)
+  fn(*second, **{**kwargs, **halved})
+  assert trace_count(fn) == traces, f"{entry.id} re-traced for new values {halved}"
+  # The same through chex: a user's jitted step around the loss, the hyper-parameters its
+  # arguments, traces once.
   chex.clear_trace_counter()
-  step = jax.jit(chex.assert_max_traces(lambda *a: jnp.mean(fn(*a, **case.kwargs)), n=1))
-  step(*first)
-  step(*second)
+  step = jax.jit(chex.assert_max_traces(
+      lambda hyper, *a: jnp.mean(fn(*a, **{**kwargs, **hyper})), n=1))
+  step(_floats(kwargs), *first)
+  step(halved, *second)
 
 
-SMOOTH = [c for c in CASES if c.smooth]
-
-
-@pytest.mark.parametrize("case", SMOOTH, ids=lambda c: c.id)
-def test_second_derivatives(case):
+@pytest.mark.parametrize("entry", entries("second_derivatives", losses_only=False,
+                                          where=lambda e: e.twice_differentiable))
+def test_second_derivatives_match_finite_differences(entry):
   # In float64: float32 finite differences of second derivatives are too coarse to tell a
   # wrong Hessian from rounding (they failed at 5% for correct ones, depending on the inputs).
-  fn = _fn(case)
-  modes = ("rev",) if case.reverse_only else ("fwd", "rev")
+  (args, kwargs), fn = entry.inputs(), entry.fn
+  modes = ("rev",) if entry.reverse_only else ("fwd", "rev")
   with jax.enable_x64(True):
-    args = [jnp.asarray(np.asarray(a), jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating)
-            else a for a in _inputs(case)]
-    check_grads(lambda x: jnp.sum(fn(x, *args[1:], **case.kwargs)), (args[0],), order=2,
+    args = jax.tree.map(lambda a: jnp.asarray(np.asarray(a), jnp.float64) if _is_float(a)
+                        else a, args)
+    check_grads(jax.jit(lambda x: jnp.sum(fn(x, *args[1:], **kwargs))), (args[0],), order=2,
                 modes=modes, eps=1e-4, atol=1e-3, rtol=1e-3)
