@@ -114,6 +114,12 @@ from jaxloss.detection import (
     generalized_box_iou_loss,
 )
 
+# sequence, Fenchel-Young, ranking and similarity losses (issue 13)
+from jaxloss.fenchel_young import make_fenchel_young_loss, multiclass_sparsemax_loss, sparsemax_loss
+from jaxloss.ranking import ranking_softmax_loss
+from jaxloss.sequence import ctc_loss, ctc_loss_with_forward_probs
+from jaxloss.similarity import cosine_distance, cosine_similarity, ntxent
+
 __all__ = [
     "__version__",
     "reduce",
@@ -214,4 +220,14 @@ __all__ = [
     "complete_box_iou_loss",
     "distance_box_iou_loss",
     "generalized_box_iou_loss",
+    # sequence, Fenchel-Young, ranking and similarity (issue 13)
+    "ctc_loss",
+    "ctc_loss_with_forward_probs",
+    "make_fenchel_young_loss",
+    "multiclass_sparsemax_loss",
+    "sparsemax_loss",
+    "ranking_softmax_loss",
+    "cosine_distance",
+    "cosine_similarity",
+    "ntxent",
 ]

@@ -117,61 +117,26 @@ def _pick(P: jax.Array, lengths: jax.Array) -> jax.Array:
   return jnp.take_along_axis(P, lengths[:, None], axis=1)[:, 0]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7))
-def _ctc(logits: jax.Array, eps: jax.Array, labels: jax.Array, lengths: jax.Array,
-         pad: jax.Array, repeat: jax.Array, blank_id: int, with_alphas: bool) -> Any:
-  """−log p(labels | logits) per sequence (B,), and with ``with_alphas`` the α's (time-major).
-
-  ``logits`` (B, T, K) in the compute dtype, ``eps`` a scalar, ``labels`` (B, N) valid class
-  indices, ``lengths`` (B,), ``pad`` (B, T) bool, ``repeat`` (B, N) in {0, 1}.
-  """
-  _, lp_emit, lp_blank = _log_probs(logits, labels, blank_id)
-  (P, E), states = _forward(lp_emit, lp_blank, pad.T, eps, repeat, keep=with_alphas)
-  P_final = _finish(P, E)
-  loss = -_pick(P_final, lengths)
-  if not with_alphas:
-    return loss
-  alpha_blank, alpha_emit = states
-  return loss, alpha_blank.at[-1].set(P_final), alpha_emit
-
-
-def _ctc_fwd(logits, eps, labels, lengths, pad, repeat, blank_id, with_alphas):
-  eps_perturbed = eps.perturbed
-  logits, eps, labels, lengths, pad, repeat = (
-      x.value for x in (logits, eps, labels, lengths, pad, repeat))
+def _log_run(logits, eps, labels, lengths, pad, repeat, blank_id, keep):
+  """The log-space recursion: (loss, P_final, stacked states or None, logprobs)."""
   logprobs, lp_emit, lp_blank = _log_probs(logits, labels, blank_id)
-  (P, E), (alpha_blank, alpha_emit) = _forward(lp_emit, lp_blank, pad.T, eps, repeat,
-                                               keep=True)
+  (P, E), states = _forward(lp_emit, lp_blank, pad.T, eps, repeat, keep=keep)
   P_final = _finish(P, E)
-  loss = -_pick(P_final, lengths)
-  # The backward pass needs only the α's: the log-probabilities cancel out of its weights.
-  residuals = (logprobs, alpha_blank, alpha_emit, eps, labels, lengths, pad, repeat,
-               eps_perturbed)
-  if not with_alphas:
-    return loss, residuals
-  return (loss, alpha_blank.at[-1].set(P_final), alpha_emit), residuals
+  return -_pick(P_final, lengths), P_final, states, logprobs
 
 
-def _unless_zero(ct: Any) -> jax.Array | None:
-  return None if isinstance(ct, SymbolicZero) else ct
+def _log_backward(blank_id, logprobs, alpha_blank, alpha_emit, eps, labels, lengths, pad,
+                  repeat, eps_perturbed, ct_loss, ct_blank=None, ct_emit=None):
+  """The adjoint of the log-space recursion: (∂/∂logits, per-sequence ∂/∂ε or None).
 
-
-def _ctc_bwd(blank_id, with_alphas, residuals, cotangents):
-  (logprobs, alpha_blank, alpha_emit, eps, labels, lengths, pad, repeat,
-   eps_perturbed) = residuals
+  ``alpha_blank``/``alpha_emit`` are the states after every frame (the last blank row before
+  the final transition); ``ct_blank``/``ct_emit`` the cotangents of the returned α's (whose
+  last blank row is after it), or ``None``.
+  """
   T, batch, n = alpha_emit.shape
   dtype = alpha_emit.dtype
-  if with_alphas:
-    ct_loss, ct_blank, ct_emit = cotangents
-    ct_blank = _unless_zero(ct_blank)
-    ct_emit = _unless_zero(ct_emit)
-  else:
-    ct_loss, ct_blank, ct_emit = cotangents, None, None
-  if isinstance(ct_loss, SymbolicZero):
-    ct_loss = jnp.zeros((batch,), dtype)
   eps_r, eps_nr = eps * repeat, eps * (1.0 - repeat)
   pad_t = pad.T
-
   # Seed: the loss is −P_final[L]; the returned α_blank[T−1] is P_final itself.
   g_final = -ct_loss[:, None] * jax.nn.one_hot(lengths, n + 1, dtype=dtype)
   if ct_blank is not None:
@@ -222,22 +187,276 @@ def _ctc_bwd(blank_id, with_alphas, residuals, cotangents):
 
   (gP0, gE0, g_eps), (g_le, g_lb) = lax.scan(
       body, (gP, gE, jnp.zeros((batch,), dtype)), jnp.arange(T), reverse=True)
+  g_logits = _logit_grad(logprobs, labels, blank_id, g_le, g_lb)
+  if not eps_perturbed:
+    return g_logits, None
+  # The initial states other than P[0] are ε itself.
+  return g_logits, g_eps + jnp.sum(gP0[:, 1:], axis=1) + jnp.sum(gE0, axis=1)
 
-  # Through the log-softmax: ∂/∂logits = G − softmax·ΣG, G the adjoint of the log-probs.
+
+def _logit_grad(logprobs: jax.Array, labels: jax.Array, blank_id: int, g_le: jax.Array,
+                g_lb: jax.Array) -> jax.Array:
+  """Through the log-softmax: G − softmax·ΣG, G the adjoint of the log-probabilities, given on
+  the labels' classes (g_le (T, B, N)) and the blank (g_lb (T, B)): the labels go to their
+  classes by a one-hot product."""
   g_le = jnp.transpose(g_le, (1, 0, 2))  # (B, T, N)
   g_lb = g_lb.T  # (B, T)
-  num_classes = logprobs.shape[-1]
-  onehot = jax.nn.one_hot(labels, num_classes, dtype=dtype)  # (B, N, K)
+  onehot = jax.nn.one_hot(labels, logprobs.shape[-1], dtype=g_le.dtype)  # (B, N, K)
   G = jnp.einsum("btn,bnk->btk", g_le, onehot)
   G = G.at[:, :, blank_id].add(g_lb)
   total = jnp.sum(g_le, axis=2) + g_lb
-  g_logits = G - jnp.exp(logprobs) * total[:, :, None]
-  if eps_perturbed:
-    g_eps = jnp.sum(g_eps) + jnp.sum(gP0[:, 1:]) + jnp.sum(gE0)
-    g_eps = g_eps.astype(eps.dtype).reshape(eps.shape)
-  else:
-    g_eps = None
+  return G - jnp.exp(logprobs) * total[:, :, None]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
+def _ctc_alphas(logits: jax.Array, eps: jax.Array, labels: jax.Array, lengths: jax.Array,
+                pad: jax.Array, repeat: jax.Array, blank_id: int
+                ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """(−log p (B,), α_blank (T, B, N+1), α_emit (T, B, N)) by the log-space recursion.
+
+  ``logits`` (B, T, K) in the compute dtype, ``eps`` a scalar, ``labels`` (B, N) valid class
+  indices, ``lengths`` (B,), ``pad`` (B, T) bool, ``repeat`` (B, N) in {0, 1}.
+  """
+  loss, P_final, (alpha_blank, alpha_emit), _ = _log_run(logits, eps, labels, lengths, pad,
+                                                         repeat, blank_id, keep=True)
+  return loss, alpha_blank.at[-1].set(P_final), alpha_emit
+
+
+def _ctc_alphas_fwd(logits, eps, labels, lengths, pad, repeat, blank_id):
+  eps_perturbed = eps.perturbed
+  logits, eps, labels, lengths, pad, repeat = (
+      x.value for x in (logits, eps, labels, lengths, pad, repeat))
+  loss, P_final, (alpha_blank, alpha_emit), logprobs = _log_run(
+      logits, eps, labels, lengths, pad, repeat, blank_id, keep=True)
+  # The backward pass needs only the α's: the log-probabilities cancel out of its weights.
+  residuals = (logprobs, alpha_blank, alpha_emit, eps, labels, lengths, pad, repeat,
+               eps_perturbed)
+  return (loss, alpha_blank.at[-1].set(P_final), alpha_emit), residuals
+
+
+def _unless_zero(ct: Any) -> jax.Array | None:
+  return None if isinstance(ct, SymbolicZero) else ct
+
+
+def _ctc_alphas_bwd(blank_id, residuals, cotangents):
+  ct_loss, ct_blank, ct_emit = cotangents
+  logprobs, alpha_blank, alpha_emit, eps = residuals[:4]
+  if isinstance(ct_loss, SymbolicZero):
+    ct_loss = jnp.zeros(alpha_emit.shape[1:2], alpha_emit.dtype)
+  g_logits, g_eps = _log_backward(blank_id, *residuals, ct_loss, _unless_zero(ct_blank),
+                                  _unless_zero(ct_emit))
+  if g_eps is not None:
+    g_eps = jnp.sum(g_eps).reshape(eps.shape).astype(eps.dtype)
   return g_logits, g_eps, None, None, None, None
+
+
+_ctc_alphas.defvjp(_ctc_alphas_fwd, _ctc_alphas_bwd, symbolic_zeros=True)
+
+
+# --------------------------------------------------------------------------------------------
+# The same lattice in probability space, rescaled every frame: the fast path of ctc_loss.
+# Interleaved as the usual 2N + 1 CTC states (s = 2n the blank state P[n], s = 2n + 1 the label
+# state E[n]) and with a = e^ε, the recursion above is, in probabilities,
+#   α'[s] = q_t(s)·(α[s] + w1[s] α[s − 1] + w2[s] α[s − 2]),
+# q_t(s) the probability of the state's class at frame t, w1 = 1 + a into a blank state
+# (P1's two ε-weighted routes from E[n − 1] add up), 1 into a label state; w2 = e^{ε r} for
+# the skip E[n − 1] → E[n] (a for a repeated label), 0 into a blank state. Emission
+# probabilities are divided by their largest value in the frame (m_t), and the states by
+# their sum c_t after every frame, so nothing under- or overflows where the log-space
+# recursion would not: log p = log(α̂_T[2L] + α̂_T[2L − 1]) + Σ_t (log c_t + m_t − LSE_t),
+# and no exp or log is evaluated per state and frame. A sequence whose probability underflows
+# anyway (every alignment of a frame below 1e-38 of the frame's likeliest state), or an
+# impossible one (whose optax value is the finite ≈ −k·ε), comes out non-finite, and the
+# batch is then recomputed in log space (the ``lax.cond`` in ctc_loss).
+#
+# The backward pass propagates posteriors γ_t(s), the probability that the alignment is in
+# state s at frame t: γ_{t−1}(s') = α̂_{t−1}(s') Σ_s w(s' → s) γ_t(s) / A_t(s), with A_t(s) the
+# state's incoming mass from the previous frame: fractions of a convex split, which cannot
+# underflow where α·β/p can. ∂ log p / ∂ log q_t(s) = γ_t(s).
+# --------------------------------------------------------------------------------------------
+
+def _down(x: jax.Array, k: int) -> jax.Array:
+  """x[s − k] at s (0 for s < k), along the last axis."""
+  return jnp.pad(x[:, :-k], ((0, 0), (k, 0)))
+
+
+def _up(x: jax.Array, k: int) -> jax.Array:
+  """x[s + k] at s (0 past the end), along the last axis."""
+  return jnp.pad(x[:, k:], ((0, 0), (0, k)))
+
+
+def _incoming(alpha: jax.Array, w1: jax.Array, w2: jax.Array) -> jax.Array:
+  return alpha + w1 * _down(alpha, 1) + w2 * _down(alpha, 2)
+
+
+def _prob_forward(q: jax.Array, pad: jax.Array, alpha0: jax.Array, w1: jax.Array,
+                  w2: jax.Array, keep: bool) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+  """Rescaled α recursion over time: q (T, B, S), pad (T, B) bool.
+
+  Returns the final α̂ (B, S), the normalisers c (T, B) (1 on padded frames) and, with
+  ``keep``, the α̂ entering every frame (T, B, S).
+  """
+  one = jnp.ones((), q.dtype)
+
+  def body(alpha, x):
+    q_t, pad_t = x
+    nxt = q_t * _incoming(alpha, w1, w2)
+    c = jnp.where(pad_t, one, jnp.sum(nxt, axis=1))
+    nxt = jnp.where(pad_t[:, None], alpha, nxt * (1.0 / c)[:, None])
+    return nxt, ((c, alpha) if keep else c)
+
+  alpha, out = lax.scan(body, alpha0, (q, pad))
+  if keep:
+    c, before = out
+    return alpha, c, before
+  return alpha, out, None
+
+
+def _extended(labels: jax.Array, blank_id: int) -> jax.Array:
+  """The 2N + 1 state classes: blank, y_0, blank, y_1, ..., blank."""
+  batch, n = labels.shape
+  blanks = jnp.full((batch, n), blank_id, labels.dtype)
+  pairs = jnp.stack([blanks, labels], axis=2).reshape(batch, 2 * n)
+  return jnp.concatenate([pairs, jnp.full((batch, 1), blank_id, labels.dtype)], axis=1)
+
+
+def _lattice(eps: jax.Array, repeat: jax.Array, dtype: Any) -> tuple[jax.Array, ...]:
+  """Per-state weights w1, w2 (B, S), their ε-derivatives times the weight (d1, d2), and the
+  initial α (B, S): 1 at s = 0, a elsewhere (optax's log_epsilon initial states)."""
+  batch, n = repeat.shape
+  a = jnp.exp(eps)
+  skip = jnp.exp(eps * repeat)  # e^{ε r_n}: the weight of E[n] → E[n + 1]
+  zero = jnp.zeros((batch, n), dtype)
+  # Into P[n + 1] (s = 2n + 2): w1 = 1 + a; into E[n] (s = 2n + 1): w1 = 1, w2 = skip[n − 1].
+  w1 = jnp.concatenate([jnp.zeros((batch, 1), dtype), jnp.stack(
+      [jnp.ones((batch, n), dtype), jnp.broadcast_to(1.0 + a, (batch, n))], axis=2
+  ).reshape(batch, 2 * n)], axis=1)
+  w2 = jnp.concatenate([jnp.zeros((batch, 1), dtype), jnp.stack(
+      [_down(skip, 1), zero], axis=2).reshape(batch, 2 * n)], axis=1)
+  s = jnp.arange(2 * n + 1)
+  d1 = jnp.broadcast_to(jnp.where((s % 2 == 0) & (s > 0), a, 0.0), (batch, 2 * n + 1))
+  d2 = w2 * jnp.concatenate([jnp.zeros((batch, 1), dtype), jnp.stack(
+      [_down(repeat, 1), zero], axis=2).reshape(batch, 2 * n)], axis=1)
+  alpha0 = jnp.full((batch, 2 * n + 1), a, dtype).at[:, 0].set(1.0)
+  return w1, w2, d1.astype(dtype), d2, alpha0  # d1 = d(1 + a)/dε, d2 = d e^{εr}/dε
+
+
+# A frame whose normaliser c_t falls below this has lost up to S·1e-38/c_t of its mass to
+# underflow: the batch is recomputed in log space (see above).
+_SMALLEST_FRAME = 1e-25
+
+
+def _prob_inputs(logits: jax.Array, ext: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """LSE (B, T) and q (T, B, S), the probabilities of the states' classes per frame."""
+  lse = jax.nn.logsumexp(logits, axis=-1)  # (B, T)
+  x = jnp.take_along_axis(logits, ext[:, None, :], axis=2)  # (B, T, S)
+  return lse, jnp.transpose(jnp.exp(x - lse[:, :, None]), (1, 0, 2))
+
+
+def _final(alpha: jax.Array, lengths: jax.Array) -> jax.Array:
+  """α̂_T[2L] + α̂_T[2L − 1] (optax's last P[L] ← lae(P[L], E[L − 1]))."""
+  last = jnp.take_along_axis(alpha, 2 * lengths[:, None], axis=1)[:, 0]
+  label = jnp.take_along_axis(alpha, jnp.maximum(2 * lengths - 1, 0)[:, None], axis=1)[:, 0]
+  return last + jnp.where(lengths > 0, label, jnp.zeros((), label.dtype))
+
+
+def _prob_run(logits, eps, labels, lengths, pad, repeat, blank_id, keep):
+  ext = _extended(labels, blank_id)
+  lse, q = _prob_inputs(logits, ext)
+  w1, w2, d1, d2, alpha0 = _lattice(eps, repeat, logits.dtype)
+  alpha, c, before = _prob_forward(q, pad.T, alpha0, w1, w2, keep)
+  picked = _final(alpha, lengths)
+  loss = -(jnp.log(picked) + jnp.sum(jnp.log(c), axis=0))
+  # inf (so that ctc_loss recomputes in log space) where a frame may have lost mass.
+  loss = jnp.where(jnp.all(c >= _SMALLEST_FRAME, axis=0), loss, jnp.inf)
+  return loss, (lse, w1, w2, d1, d2, alpha, before, picked)
+
+
+def _prob_backward(blank_id, logits, labels, lengths, pad, eps_perturbed, lse, w1, w2, d1, d2,
+                   alpha, before, picked, ct_loss):
+  """The posterior recursion: (∂/∂logits, per-sequence ∂/∂ε or None)."""
+  T, batch, S = before.shape
+  dtype = before.dtype
+  zero = jnp.zeros((), dtype)
+  # Seed: the final mass α̂_T[2L] + α̂_T[2L − 1], shared in proportion, times −ct.
+  scale = jnp.where(picked > 0, -ct_loss / jnp.where(picked > 0, picked, 1.0), zero)
+  s = jnp.arange(S)[None, :]
+  ends = (s == 2 * lengths[:, None]) | (s == 2 * lengths[:, None] - 1)
+  gamma = jnp.where(ends, alpha * scale[:, None], zero)
+  w1_up, w2_up = _up(w1, 1), _up(w2, 2)
+  tiny = jnp.asarray(jnp.finfo(dtype).tiny, dtype)
+
+  def body(carry, x):
+    gamma, g_eps = carry  # −ct·γ_t: the adjoint of the frame-t state log-probabilities
+    alpha_prev, pad_t = x
+    # γ_t(s) = 0 wherever A_t(s) = 0 (α̂_t(s) = q·A/c), so the floor only avoids 0/0.
+    r = gamma / jnp.maximum(_incoming(alpha_prev, w1, w2), tiny)
+    prev = alpha_prev * (r + w1_up * _up(r, 1) + w2_up * _up(r, 2))
+    out = jnp.where(pad_t[:, None], zero, gamma)
+    prev = jnp.where(pad_t[:, None], gamma, prev)
+    if eps_perturbed:
+      step = jnp.sum(r * (d1 * _down(alpha_prev, 1) + d2 * _down(alpha_prev, 2)), axis=1)
+      g_eps = g_eps + jnp.where(pad_t, zero, step)
+    return (prev, g_eps), out
+
+  (gamma0, g_eps), g = lax.scan(body, (gamma, jnp.zeros((batch,), dtype)), (before, pad.T),
+                                reverse=True)
+  # Label states (odd s) to their classes, blank states (even s) to the blank.
+  g_logits = _logit_grad(logits - lse[:, :, None], labels, blank_id, g[:, :, 1::2],
+                         jnp.sum(g[:, :, 0::2], axis=2))
+  if not eps_perturbed:
+    return g_logits, None
+  # The initial states other than s = 0 are a = e^ε: d/dε of their log is 1.
+  return g_logits, g_eps + jnp.sum(gamma0[:, 1:], axis=1)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(7,))
+def _ctc(logits: jax.Array, eps: jax.Array, labels: jax.Array, lengths: jax.Array,
+         pad: jax.Array, repeat: jax.Array, tolerated: jax.Array, blank_id: int) -> jax.Array:
+  """−log p(labels | logits) (B,): the rescaled recursion, or the log-space one for the batch
+  if a sequence's value is not finite (unless ``tolerated``, (B,) bool: zero_infinity's
+  impossible sequences, whose value is replaced anyway)."""
+  operands = (logits, eps, labels, lengths, pad, repeat)
+  loss = _prob_run(*operands, blank_id, keep=False)[0]
+  return lax.cond(jnp.all(jnp.isfinite(loss) | tolerated), lambda loss, *_: loss,
+                  lambda _, *ops: _log_run(*ops, blank_id, keep=False)[0], loss, *operands)
+
+
+def _ctc_fwd(logits, eps, labels, lengths, pad, repeat, tolerated, blank_id):
+  # The per-sequence gradient of the loss is computed here, with a unit cotangent, so that
+  # the choice between the two recursions is one lax.cond with the same outputs either way
+  # (∂ℓ_b/∂logits_b for each b; the backward pass scales it by the cotangent).
+  eps_perturbed = eps.perturbed
+  operands = tuple(x.value for x in (logits, eps, labels, lengths, pad, repeat))
+  logits, eps, labels, lengths, pad, repeat = operands
+  ones = jnp.ones(lengths.shape, logits.dtype)
+  loss, saved = _prob_run(*operands, blank_id, keep=True)
+
+  def fast(loss, saved, *_):
+    g_logits, g_eps = _prob_backward(blank_id, logits, labels, lengths, pad, eps_perturbed,
+                                     *saved, ones)
+    return loss, g_logits, g_eps
+
+  def exact(_, __, logits, eps, labels, lengths, pad, repeat):
+    loss, _, (alpha_blank, alpha_emit), logprobs = _log_run(
+        logits, eps, labels, lengths, pad, repeat, blank_id, keep=True)
+    g_logits, g_eps = _log_backward(blank_id, logprobs, alpha_blank, alpha_emit, eps, labels,
+                                    lengths, pad, repeat, eps_perturbed, ones)
+    return loss, g_logits, g_eps
+
+  ok = jnp.all(jnp.isfinite(loss) | tolerated.value)
+  loss, g_logits, g_eps = lax.cond(ok, fast, exact, loss, saved, *operands)
+  return loss, (g_logits, g_eps, eps.shape)
+
+
+def _ctc_bwd(blank_id, residuals, ct_loss):
+  g_logits, g_eps, eps_shape = residuals
+  if isinstance(ct_loss, SymbolicZero):
+    return None, None, None, None, None, None, None
+  g_logits = g_logits * ct_loss[:, None, None]
+  if g_eps is not None:
+    g_eps = jnp.sum(g_eps * ct_loss).reshape(eps_shape).astype(g_logits.dtype)
+  return g_logits, g_eps, None, None, None, None, None
 
 
 _ctc.defvjp(_ctc_fwd, _ctc_bwd, symbolic_zeros=True)
@@ -297,17 +516,22 @@ def _ctc_common(fn: str, logits: ArrayLike, logit_paddings: ArrayLike, labels: A
   # r[n] = [labels[n] == labels[n+1]] on the labels as given (optax's), 0 after the last.
   repeat = jnp.pad((y[:, :-1] == y[:, 1:]).astype(dtype), ((0, 0), (0, 1)))
   eps = jnp.asarray(log_epsilon, dtype)
-  out = _ctc(x, eps, safe, lengths, pad, repeat, blank_id, with_alphas)
-  loss, alphas = (out[0], out[1:]) if with_alphas else (out, ())
+  frames = jnp.sum(~pad, axis=1)
+  repeats = jnp.sum((y[:, :-1] == y[:, 1:]) & in_label[:, 1:], axis=1)
+  feasible = frames >= lengths + repeats
+  operands = (x, eps, safe, lengths, pad, repeat)
+  if with_alphas:
+    loss, *alphas = _ctc_alphas(*operands, blank_id)
+  else:
+    alphas = []
+    loss = _ctc(*operands, zero_infinity & ~feasible, blank_id)
   # Never negative (optax #1771): rounding can put −log p a few ulps below 0; the value is
   # clipped, the gradient is the recursion's.
   loss = loss + lax.stop_gradient(jnp.maximum(loss, 0.0) - loss)
   if zero_infinity:
     # PyTorch's zero_infinity: a sequence no alignment can produce (fewer frames than labels
     # plus the blanks forced between repeats, or only −inf paths) gives 0 and zero gradient.
-    frames = jnp.sum(~pad, axis=1)
-    repeats = jnp.sum((y[:, :-1] == y[:, 1:]) & in_label[:, 1:], axis=1)
-    impossible = (frames < lengths + repeats) | jnp.isposinf(loss)
+    impossible = ~feasible | jnp.isposinf(loss)
     loss = jnp.where(impossible, jnp.zeros((), dtype), loss)
   loss = _numerics.nan_where_invalid(loss, valid).astype(out_dtype)
   if not with_alphas:
