@@ -16,7 +16,9 @@ from jaxloss.embedding import (
     update_centers,
 )
 from jaxloss.large_vocab import (
+    linear_distillation_loss,
     linear_softmax_cross_entropy,
+    linear_token_log_probs,
     vocab_parallel_linear_softmax_cross_entropy,
 )
 from jaxloss.margin import (
@@ -146,7 +148,9 @@ __all__ = [
     "smooth_l1_loss",
     "squared_error",
     # large vocabulary
+    "linear_distillation_loss",
     "linear_softmax_cross_entropy",
+    "linear_token_log_probs",
     "vocab_parallel_linear_softmax_cross_entropy",
     # margin
     "categorical_hinge_loss",
