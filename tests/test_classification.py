@@ -103,8 +103,8 @@ def test_optax_kl_smoothing_and_poly(rng):
   x = _logits(rng)
   for eps in (2.0, -1.0):
     _assert_same_value_and_grad(
-        lambda v, y: jaxloss.poly_loss_cross_entropy(v, y, epsilon=eps),
-        lambda v, y: optax.losses.poly_loss_cross_entropy(v, y, epsilon=eps), x, t)
+        lambda v, y, eps=eps: jaxloss.poly_loss_cross_entropy(v, y, epsilon=eps),
+        lambda v, y, eps=eps: optax.losses.poly_loss_cross_entropy(v, y, epsilon=eps), x, t)
   where = f32(rng.uniform(size=(B, C))) > 0.3
   _assert_same_value_and_grad(
       lambda v, y: jaxloss.poly_loss_cross_entropy(v, y, where=where),
@@ -277,7 +277,8 @@ def test_out_of_range_labels_nan_and_named_by_checkify(rng, bad_label):
     out = fn(x, y)
     assert np.isnan(out[2]) and np.all(np.isfinite(np.delete(np.asarray(out), 2)))
     err, _ = checkify.checkify(fn, errors=checkify.user_checks)(x, y)
-    with pytest.raises(checkify.JaxRuntimeError, match=rf"`labels` must be in \[0, {C}\), got {bad_label}\b"):
+    message = rf"{fn.__name__}: every label in `labels` must be in \[0, {C}\), got {bad_label}\b"
+    with pytest.raises(checkify.JaxRuntimeError, match=message):
       err.throw()
 
 
@@ -292,6 +293,65 @@ def test_ignore_index_gives_zero_loss_and_gradient(rng):
   assert np.all(np.asarray(grad)[[1, 4]] == 0)
   err, _ = checkify.checkify(fn, errors=checkify.user_checks)(x)
   err.throw()  # an ignored label is not an error
+
+
+# The bad-label rule (issue 14): NaN value and zero gradient for the row, so that masking the
+# row out afterwards, the pattern the README recommends for padded labels, trains on the rest.
+W = np.linspace(0.5, 2.0, C).astype(np.float32)
+LABELLED = {
+    "integer_ce": (jaxloss.softmax_cross_entropy_with_integer_labels, {}),
+    "integer_ce_smoothed_weighted": (jaxloss.softmax_cross_entropy_with_integer_labels,
+                                     {"label_smoothing": 0.1, "class_weights": W}),
+    "nll_weighted": (jaxloss.nll_loss, {"class_weights": W}),
+    "softmax_focal": (jaxloss.softmax_focal_loss, {}),
+    "softmax_focal_per_class_alpha": (jaxloss.softmax_focal_loss, {"alpha": W / 2, "gamma": 1.5}),
+}
+PADDED = jnp.asarray([0, -100, 2, 1, C + 3, 4], jnp.int32)  # −100 padding and a label ≥ C
+GOOD = np.asarray([0, 2, 3, 5])
+
+
+@pytest.mark.parametrize("case", LABELLED)
+def test_masked_bad_label_rows_have_zero_gradient(rng, case):
+  fn, kwargs = LABELLED[case]
+  x = _logits(rng)
+  keep = (PADDED >= 0) & (PADDED < C)
+  masked = lambda v: jaxloss.reduce(fn(v, PADDED, **kwargs), where=keep)  # noqa: E731
+  grad = np.asarray(jax.grad(masked)(x))
+  assert np.all(np.isfinite(grad))
+  assert np.all(grad[[1, 4]] == 0)
+  # The other rows get exactly the gradient of the loss without the bad rows.
+  clean = jax.grad(lambda v: jaxloss.reduce(fn(v, PADDED[GOOD], **kwargs)))(x[GOOD])
+  assert_close(grad[GOOD], clean)
+  _, tangent = jax.jvp(masked, (x,), (jnp.ones_like(x),))
+  assert np.isfinite(tangent)
+  # The value stays loud: NaN at the bad rows, so an unmasked mean is NaN.
+  out = np.asarray(fn(x, PADDED, **kwargs))
+  assert np.all(np.isnan(out[[1, 4]])) and np.all(np.isfinite(out[GOOD]))
+  assert np.isnan(jaxloss.reduce(fn(x, PADDED, **kwargs)))
+
+
+@pytest.mark.parametrize("smoothing,weights", [(0.0, None), (0.2, W)])
+def test_label_at_masked_class_has_zero_gradient_when_row_is_masked(rng, smoothing, weights):
+  fn = jaxloss.softmax_cross_entropy_with_integer_labels
+  x, y = _logits(rng), _int_labels(rng)
+  where = jnp.ones((B, C), bool).at[3, y[3]].set(False)  # row 3's label points at it
+  kwargs = {"where": where, "label_smoothing": smoothing, "class_weights": weights}
+  keep = jnp.arange(B) != 3
+  grad = np.asarray(jax.grad(lambda v: jaxloss.reduce(fn(v, y, **kwargs), where=keep))(x))
+  assert np.all(np.isfinite(grad)) and np.all(grad[3] == 0)
+  assert np.isnan(fn(x, y, **kwargs)[3])
+
+
+@pytest.mark.parametrize("dtype", [jnp.uint8, jnp.int8])
+def test_narrow_integer_labels_are_read_as_numbers(rng, dtype):
+  # 300 classes: a range check in the labels' own dtype would wrap 300 (uint8: to 44).
+  x = _logits(rng, (3, 300))
+  y = np.asarray([5, 120, 127])
+  for fn in (jaxloss.softmax_cross_entropy_with_integer_labels, jaxloss.nll_loss,
+             jaxloss.softmax_focal_loss):
+    assert_close(fn(x, jnp.asarray(y, dtype)), fn(x, jnp.asarray(y, jnp.int32)))
+  assert_close(jaxloss.nll_loss(x, jnp.asarray([5, 200, 250], jnp.uint8)),
+               -np.asarray(x)[np.arange(3), [5, 200, 250]])
 
 
 def test_axis_1_segmentation_equals_transposed(rng):
@@ -348,6 +408,37 @@ def test_bad_inputs_raise():
     jaxloss.softmax_cross_entropy(x, x, label_smoothing=1.5)
   with pytest.raises(ValueError, match=r"gamma=\.\.\.\) must be >= 0"):
     jaxloss.sigmoid_focal_loss(x, x, gamma=-1.0)
+
+
+@pytest.mark.parametrize("name,args,argument", [
+    ("softmax_cross_entropy", lambda x: (x, x), "logits"),
+    ("softmax_cross_entropy_with_integer_labels", lambda x: (x, jnp.zeros(B, jnp.int32)),
+     "logits"),
+    ("poly_loss_cross_entropy", lambda x: (x, x), "logits"),
+    ("smooth_labels", lambda x: (x, 0.1), "labels"),
+    ("kl_divergence", lambda x: (x, x), "log_predictions"),
+    ("kl_divergence_with_log_targets", lambda x: (x, x), "log_predictions"),
+])
+def test_where_of_wrong_shape_names_both_arguments(name, args, argument):
+  x = jnp.zeros((B, C))
+  with pytest.raises(ValueError, match=rf"`where` must have the shape of `{argument}`.*"
+                                       rf"where.shape=\(6, 4\) and {argument}.shape=\(6, 5\)"):
+    getattr(jaxloss, name)(*args(x), where=jnp.ones((B, C - 1), bool))
+
+
+def test_shape_and_axis_errors_name_the_argument_as_written():
+  lp, y = jnp.zeros((B, C)), jnp.zeros(B, jnp.int32)
+  with pytest.raises(ValueError, match=r"`labels` must have the shape of `log_probs`.*"
+                                       r"log_probs.shape=\(6, 5\)"):
+    jaxloss.nll_loss(lp, jnp.zeros((B, 1), jnp.int32))
+  with pytest.raises(ValueError, match=r"axis=2 is out of range for `log_probs` of rank 2"):
+    jaxloss.nll_loss(lp, y, axis=2)
+  with pytest.raises(ValueError, match=r"axis=-3 is out of range for `log_predictions`"):
+    jaxloss.kl_divergence(lp, lp, axis=-3)
+  with pytest.raises(ValueError, match=r"`alpha` must have shape \(5,\)"):
+    jaxloss.softmax_focal_loss(lp, y, alpha=jnp.ones(C + 1))
+  with pytest.raises(ValueError, match=r"`pos_weight` must broadcast.*pos_weight.shape=\(4,\)"):
+    jaxloss.sigmoid_binary_cross_entropy(lp, lp, pos_weight=jnp.ones(C - 1))
 
 
 # ------------------------------------------------------------------------- extreme values
@@ -418,5 +509,58 @@ def test_bf16_logits_computed_in_float32(rng, name, make_labels):
   fn = getattr(jaxloss, name)
   out = fn(x, y)
   ref = fn(x.astype(jnp.float32), y.astype(jnp.float32) if y.dtype == jnp.bfloat16 else y)
-  assert out.dtype == jnp.bfloat16
+  # The result type of the floating inputs (as optax): bf16 with integer or bf16 labels; the
+  # sigmoid losses' float32 labels make it float32.
+  assert out.dtype == (jnp.float32 if name.startswith("sigmoid") else jnp.bfloat16)
   assert_close(out.astype(jnp.float32), ref, rtol=1e-2, atol=1e-2)
+  if name.startswith("sigmoid"):
+    assert fn(x, y.astype(jnp.bfloat16)).dtype == jnp.bfloat16
+
+
+# ---------------------------------------------------------------- forward-only fast paths
+
+def test_fused_or_exact_recomputes_only_when_the_fast_form_is_nan():
+  from jaxloss import _numerics
+  # fast and exact differ here (2v against 3v) only to show which one ran.
+  f = jax.jit(lambda v: _numerics.fused_or_exact(
+      lambda: jnp.where(v > 0, 2.0 * v, jnp.nan), lambda: 3.0 * v))
+  np.testing.assert_array_equal(f(f32([1.0, 2.0])), [2.0, 4.0])
+  np.testing.assert_array_equal(f(f32([1.0, -2.0])), [3.0, -6.0])  # the whole batch
+  # Under vmap the cond is a select: each example is decided on its own.
+  np.testing.assert_array_equal(jax.vmap(f)(f32([[1.0], [-2.0]])), [[2.0], [-6.0]])
+
+
+@pytest.mark.parametrize("name", ["softmax_cross_entropy", "kl_divergence_with_log_targets"])
+def test_fast_forward_equals_the_exact_form(rng, name):
+  # The value under value_and_grad comes from the derivative rule, which computes the exact
+  # form; the plain call takes the fast path. They must agree on ordinary rows and on the rows
+  # whose guards matter (a zero target at a −inf logit; a log target of −inf).
+  fn = getattr(jaxloss, name)
+  x, t = _logits(rng), _probs(rng)
+  if name == "softmax_cross_entropy":
+    x = x.at[0, 0].set(-jnp.inf)
+    t = t.at[0, :].set(jnp.asarray([0.0, 0.5, 0.5, 0.0, 0.0]))
+  else:
+    x, t = jax.nn.log_softmax(x), jnp.log(t).at[0, 1].set(-jnp.inf)
+  for rows in (slice(1, None), slice(None)):  # without (fast path) and with the special row
+    target = t[rows]
+    value, _ = jax.value_and_grad(lambda v, target=target: jnp.sum(fn(v, target)))(x[rows])
+    out = fn(x[rows], target)
+    assert np.all(np.isfinite(out))
+    assert_close(jnp.sum(out), value, rtol=1e-6)
+
+
+@pytest.mark.parametrize("delta", [1.0, 1e-3, 3e38, np.inf])
+def test_huber_fast_forward_equals_the_select_form(delta):
+  # huber_loss's undifferentiated value is the select-free ½q² + δ(|x| − q), q = min(|x|, δ)
+  # (regression.py); its derivative rule computes the select form. Same numbers everywhere.
+  x = f32([0.0, 0.5, -1.0, 3.0, -3e38, 1e30, np.inf, -np.inf, np.nan])
+  fast = np.asarray(jaxloss.huber_loss(x, delta=delta))
+  rule = np.asarray(jax.jvp(lambda v: jaxloss.huber_loss(v, delta=delta), (x,),
+                            (jnp.ones_like(x),))[0])
+  xd, d = np.float64(x), np.float64(delta)
+  with np.errstate(invalid="ignore", over="ignore"):
+    ref = np.where(np.abs(xd) <= d, 0.5 * xd * xd, d * (np.abs(xd) - 0.5 * d)).astype(np.float32)
+  np.testing.assert_array_equal(np.isnan(fast), np.isnan(ref))
+  assert_close(fast[:-1], ref[:-1], atol=0)
+  assert_close(rule[:-1], ref[:-1], atol=0)
