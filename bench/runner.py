@@ -188,10 +188,9 @@ def measure(name: str, spec: specs_lib.Spec, mode: str, copy_call: Callable[[int
   """Benchmarks one loss; returns its result and the copy kernel's seconds per repetition."""
   import optax  # noqa: PLC0415  (the bench extra)
 
-  size = spec.sizes[mode]
   argnums = (spec.argnums,) if isinstance(spec.argnums, int) else tuple(spec.argnums)
   # One compiled builder; input set i comes from the key fold_in(key, i).
-  build = jax.jit(lambda i: spec.build(jax.random.fold_in(jax.random.key(0), i), **size))
+  build = jax.jit(lambda i: spec.build(jax.random.fold_in(jax.random.key(0), i), mode))
   first = jax.block_until_ready(build(0))
   n_sets = int(np.clip(-(-ROTATION_BYTES // _nbytes(first)), MIN_INPUT_SETS, MAX_INPUT_SETS))
   sets = [first] + [jax.block_until_ready(build(i)) for i in range(1, n_sets)]
@@ -211,7 +210,7 @@ def measure(name: str, spec: specs_lib.Spec, mode: str, copy_call: Callable[[int
   calls: dict[str, Callable[[int], None]] = {"copy": copy_call}
   values = {}
   for impl, fn in impls.items():
-    loss = _mean_of(fn, spec.kwargs)
+    loss = _mean_of(fn, spec.keywords(bench=True))
     for m, f in (("fwd", loss), ("fb", jax.value_and_grad(loss, argnums=argnums))):
       compiled, seconds, temp, out = _compile(f, first)
       calls[f"{impl}/{m}"] = _jax_call(compiled, sets)
@@ -278,7 +277,7 @@ def run(names: Iterable[str], mode: str, *, spec_table: Mapping[str, specs_lib.S
     results.append(result)
   bandwidth = copy_bytes / float(np.median(np.concatenate(copies))) if copies else float("nan")
   not_timed = {n: why for n, why in specs_lib.NOT_TIMED.items() if n in jaxloss.__all__}
-  not_timed.update({n: "no spec in bench/specs.py" for n in jaxloss.__all__
+  not_timed.update({n: "no timed entry in bench/registry.py" for n in jaxloss.__all__
                     if n not in spec_table and n not in not_timed})
   return Run(mode, results, bandwidth, torch.__version__ if torch is not None else None,
              threads, not_timed)
