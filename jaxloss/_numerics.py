@@ -244,6 +244,16 @@ def check_reduce_masks(fn: str, losses: jax.Array, where: jax.typing.ArrayLike |
   return where, weights
 
 
+def floating_inputs(fn: str, names: Sequence[str], arrays: Sequence[jax.typing.ArrayLike]
+                    ) -> tuple[jnp.dtype, list[jax.Array]]:
+  """Same-shaped floating inputs (named for errors): ``(out_dtype, arrays in the compute
+  dtype)``, ``out_dtype`` by :func:`result_dtype`."""
+  checked = [check_floating(fn, n, x) for n, x in zip(names, arrays, strict=True)]
+  for name, x in zip(names[1:], checked[1:], strict=True):
+    check_same_shape(fn, names[0], checked[0], name, x, allow_scalar=False)
+  return result_dtype(*checked), upcast(*checked)[1]
+
+
 def canonical_axis(fn: str, axis: int, ndim: int, *, name: str | None = None) -> int:
   """``axis`` as a non-negative int; ``ValueError`` if out of range for ``ndim``, naming the
   argument ``name`` it indexes (e.g. ``"anchors"``) when given."""
@@ -319,15 +329,12 @@ def xmul(w: jax.Array, a: jax.Array) -> jax.Array:
 
 
 @functools.partial(xmul.defjvp, symbolic_zeros=True)
-def _xmul_jvp(primals, tangents):
+def _xmul_jvp(primals: tuple[jax.Array, jax.Array], tangents: tuple[Any, Any]
+              ) -> tuple[jax.Array, jax.Array]:
   (w, a), (dw, da) = primals, tangents
   out = xmul(w, a)
-  tangent = jnp.zeros_like(out)
-  if nonzero(dw):
-    tangent = tangent + dw * a
-  if nonzero(da):
-    tangent = tangent + xmul(w, da)
-  return out, tangent
+  terms = ([dw * a] if nonzero(dw) else []) + ([xmul(w, da)] if nonzero(da) else [])
+  return out, sum(terms, jnp.zeros_like(out))
 
 
 @jax.custom_jvp
@@ -344,17 +351,16 @@ def xlogy(x: jax.Array, y: jax.Array) -> jax.Array:
 
 
 @functools.partial(xlogy.defjvp, symbolic_zeros=True)
-def _xlogy_jvp(primals, tangents):
+def _xlogy_jvp(primals: tuple[jax.Array, jax.Array], tangents: tuple[Any, Any]
+               ) -> tuple[jax.Array, jax.Array]:
   (x, y), (dx, dy) = primals, tangents
   out = xlogy(x, y)
-  tangent = jnp.zeros_like(out)
-  if nonzero(dx):
-    tangent = tangent + dx * jnp.log(y)  # the term is skipped when x is not differentiated
-  if nonzero(dy):
-    zero = x == 0
-    tangent = tangent + jnp.where(zero, jnp.zeros_like(out),
-                                  x / jnp.where(zero, jnp.ones_like(y), y) * dy)
-  return out, tangent
+  # d/dx = log y (skipped when x is not differentiated: log 0 = −inf would meet a zero dx);
+  # d/dy = x/y, 0 where x = 0 (y is replaced by 1 there, as in the value).
+  safe_y = jnp.where(x == 0, jnp.ones_like(y), y)
+  terms = (([dx * jnp.log(y)] if nonzero(dx) else [])
+           + ([xmul(x, dy / safe_y)] if nonzero(dy) else []))
+  return out, sum(terms, jnp.zeros_like(out))
 
 
 # --------------------------------------------------------------------------------------------
@@ -544,15 +550,15 @@ def _equals(labels: jax.Array, value: int) -> jax.Array:
 class ClassLabels(NamedTuple):
   """Integer class labels checked by :func:`class_labels`, and the bad-label rule for them.
 
-  A loss computes its value from ``index`` (every entry a class in range, so the value and
+  A loss computes its value from ``clipped`` (every entry a class in range, so the value and
   its gradient are finite for every row) and passes it through :meth:`finish`.
   """
-  index: jax.Array  # the labels clipped into [0, C), class axis kept (size 1): for
-                    # take_along_axis and for an iota comparison inside a tangent
-  valid: jax.Array  # batch-shaped: the label is a class in range that `where` leaves
-                    # unmasked, or the row is a `zero` row
-  zero: jax.Array   # batch-shaped: the row's loss is 0 (its label is `ignore_index`, or
-                    # `where` masks every class of the row: optax's rule)
+  clipped: jax.Array  # the labels clipped into [0, C), class axis kept (size 1): for
+                      # take_along_axis and for an iota comparison inside a tangent
+  valid: jax.Array    # batch-shaped: the label is a class in range that `where` leaves
+                      # unmasked, or the row is a `zero` row
+  zero: jax.Array     # batch-shaped: the row's loss is 0 (its label is `ignore_index`, or
+                      # `where` masks every class of the row: optax's rule)
 
   def finish(self, loss: jax.Array) -> jax.Array:
     """``loss`` (batch-shaped) with 0 at the ``zero`` rows and NaN at the invalid ones, each
@@ -580,19 +586,19 @@ def class_labels(fn: str, labels: jax.typing.ArrayLike, x: jax.Array, axis: int,
   n_classes = x.shape[axis]
   wide = wide_labels(y)
   in_range = (wide >= 0) & (wide < n_classes)
-  index = jnp.expand_dims(jnp.clip(wide, 0, max(n_classes - 1, 0)), axis)
+  clipped = jnp.expand_dims(jnp.clip(wide, 0, max(n_classes - 1, 0)), axis)
   zero = jnp.zeros(y.shape, bool) if ignore_index is None else _equals(y, ignore_index)
   valid = in_range
   expected = f"in [0, {n_classes})"
   if mask is not None:
     zero = zero | ~jnp.any(mask, axis)
-    valid = valid & jnp.take_along_axis(mask, index, axis).squeeze(axis)
+    valid = valid & jnp.take_along_axis(mask, clipped, axis).squeeze(axis)
     expected += " and a class that `where` leaves unmasked"
   if ignore_index is not None:
     expected += f" (or ignore_index={ignore_index})"
   valid = valid | zero
   debug_check_labels(fn, name, y, valid, expected)
-  return ClassLabels(index, valid, zero)
+  return ClassLabels(clipped, valid, zero)
 
 
 # ============================================================================================

@@ -137,23 +137,12 @@ def triplet_margin_loss(anchors: ArrayLike, positives: ArrayLike, negatives: Arr
     [5.]
   """
   fn = "triplet_margin_loss"
-  out, (a, p, n) = _triplet_inputs(fn, anchors, positives, negatives)
+  out, (a, p, n) = _numerics.floating_inputs(fn, ("anchors", "positives", "negatives"),
+                                             (anchors, positives, negatives))
   axis = _numerics.canonical_axis(fn, axis, a.ndim)
   eps = jnp.asarray(eps, a.dtype)
   q = jnp.asarray(norm_degree, a.dtype)
   return _triplet(lambda x, y: _distance(x, y, eps, q, axis), a, p, n, margin, swap).astype(out)
-
-
-def _triplet_inputs(fn: str, anchors: ArrayLike, positives: ArrayLike, negatives: ArrayLike
-                    ) -> tuple[jnp.dtype, list[jax.Array]]:
-  """The three same-shaped floating inputs in the compute dtype, and the output dtype."""
-  names = ("anchors", "positives", "negatives")
-  arrays = [_numerics.check_floating(fn, n, x)
-            for n, x in zip(names, (anchors, positives, negatives), strict=True)]
-  for name, x in zip(names[1:], arrays[1:], strict=True):
-    _numerics.check_same_shape(fn, names[0], arrays[0], name, x, allow_scalar=False)
-  out = _numerics.result_dtype(*arrays)
-  return out, _numerics.upcast(*arrays)[1]
 
 
 def _triplet(distance: Callable[[jax.Array, jax.Array], jax.Array], a: jax.Array, p: jax.Array,
@@ -217,7 +206,8 @@ def triplet_margin_with_distance_loss(
     [0.2929]
   """
   fn = "triplet_margin_with_distance_loss"
-  out, (a, p, n) = _triplet_inputs(fn, anchors, positives, negatives)
+  out, (a, p, n) = _numerics.floating_inputs(fn, ("anchors", "positives", "negatives"),
+                                             (anchors, positives, negatives))
   if distance_fn is None:
     eps = jnp.asarray(1e-6, a.dtype)
     two = jnp.asarray(2.0, a.dtype)
@@ -455,12 +445,8 @@ def cosine_embedding_loss(x1: ArrayLike, x2: ArrayLike, labels: ArrayLike, *,
     [0.2929 0.7071]
   """
   fn = "cosine_embedding_loss"
-  a = _numerics.check_floating(fn, "x1", x1)
-  b = _numerics.check_floating(fn, "x2", x2)
-  _numerics.check_same_shape(fn, "x1", a, "x2", b, allow_scalar=False)
+  out, (a, b) = _numerics.floating_inputs(fn, ("x1", "x2"), (x1, x2))
   axis = _numerics.canonical_axis(fn, axis, a.ndim)
-  out = _numerics.result_dtype(a, b)
-  _, (a, b) = _numerics.upcast(a, b)
   e = jnp.asarray(eps, a.dtype)
   # Two square roots, not one of the product: ‖x1‖²·‖x2‖² overflows long before either.
   cos = jnp.sum(a * b, axis) / (jnp.sqrt(jnp.sum(a * a, axis) + e)

@@ -496,11 +496,7 @@ def margin_ranking_loss(x1: ArrayLike, x2: ArrayLike, labels: ArrayLike, *,
     [0.  0.5]
   """
   fn = "margin_ranking_loss"
-  a = _numerics.check_floating(fn, "x1", x1)
-  b = _numerics.check_floating(fn, "x2", x2)
-  _numerics.check_same_shape(fn, "x1", a, "x2", b, allow_scalar=False)
-  out = _numerics.result_dtype(a, b)
-  _, (a, b) = _numerics.upcast(a, b)
+  out, (a, b) = _numerics.floating_inputs(fn, ("x1", "x2"), (x1, x2))
   _, gap, y, valid = _numerics.pm1_inputs(fn, a - b, labels, "x1", "labels")
   loss = _numerics.relu(jnp.asarray(margin, gap.dtype) - y * gap)
   return _numerics.nan_where_invalid(loss, valid).astype(out)
@@ -574,12 +570,8 @@ def categorical_hinge_loss(scores: ArrayLike, labels: ArrayLike, *, axis: int = 
     Array([1.2, 1.6], dtype=float32)
   """
   fn = "categorical_hinge_loss"
-  s = _numerics.check_floating(fn, "scores", scores)
-  y = _numerics.check_floating(fn, "labels", labels)
-  _numerics.check_same_shape(fn, "scores", s, "labels", y, allow_scalar=False)
+  out, (s, y) = _numerics.floating_inputs(fn, ("scores", "labels"), (scores, labels))
   axis = _numerics.canonical_axis(fn, axis, s.ndim)
-  out = _numerics.result_dtype(s, y)
-  _, (s, y) = _numerics.upcast(s, y)
   pos = jnp.sum(y * s, axis=axis)
   others = (1.0 - y) * s
   k = jnp.argmax(others, axis=axis, keepdims=True)  # ties to the lowest index

@@ -282,10 +282,7 @@ def test_update_centers_alpha_checked_and_traced(rng):
   x, y, c = _centers_batch(rng)
   with pytest.raises(ValueError, match=r"update_centers\(alpha=\.\.\.\)"):
     jaxloss.update_centers(f32(c), f32(x), y, alpha=1.5)
-  jaxloss.update_centers(f32(c), f32(x), y, alpha=0.1)
-  size = jaxloss.update_centers.jitted._cache_size()
-  jaxloss.update_centers(f32(c), f32(x), y, alpha=0.2)
-  assert jaxloss.update_centers.jitted._cache_size() == size
+  # A new alpha does not re-trace: tests/test_transforms.py checks it for every registry entry.
 
 
 def test_center_loss_and_update_pull_features_to_their_centers(rng):

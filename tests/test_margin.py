@@ -283,14 +283,6 @@ def test_multi_margin_rejects_unsupported_p_and_bad_weights():
     jaxloss.multi_margin_loss(s, y, class_weights=jnp.ones((4,), jnp.float32))
 
 
-def test_multi_margin_traced_margin_does_not_retrace(rng):
-  s, y = _multiclass(rng)
-  jaxloss.multi_margin_loss(f32(s), y, margin=0.5)
-  size = jaxloss.multi_margin_loss.jitted._cache_size()
-  jaxloss.multi_margin_loss(f32(s), y, margin=0.7)
-  assert jaxloss.multi_margin_loss.jitted._cache_size() == size
-
-
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
 def test_low_precision_returns_input_dtype(rng, dtype):
   s, y = _binary(rng)
