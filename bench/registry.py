@@ -118,6 +118,20 @@ KINDS: dict[str, Kind] = {
                         loss=False, per_example=False),
     "helper": Kind("a public function that is not a loss (a label transform, a center update)",
                    loss=False),
+    # language-model post-training (issue 17)
+    "logits": Kind("(N, C) logits alone; a value of shape (N,) (an entropy)", class_axis=True),
+    "logit_pair": Kind("(N, C) student and teacher logits; a divergence of shape (N,)",
+                       class_axis=True),
+    "tokens": Kind("(N, T) per-token values and an (N, T) boolean mask; a value of shape (N,)",
+                   same_shape=True),
+    "pairs": Kind("per-sequence log-probabilities of one shape (policy, reference, chosen, "
+                  "rejected); a loss of that shape", same_shape=True),
+    "token_pair": Kind("(N, T) per-token log-probabilities of two models; per-token values",
+                       same_shape=True),
+    "rollout": Kind("(N, T) log-probabilities of the current and the sampling policy and (N,) "
+                    "advantages (and an (N, T) mask); per-token values (N, T)"),
+    "groups": Kind("(N,) rewards and (N,) integer group ids: statistics across the batch; "
+                   "values of shape (N,)", loss=False, per_example=False),
 }
 
 # The shared tests an entry can opt out of (``optout`` keys), and where each one lives.
@@ -595,6 +609,217 @@ RESIDUAL = frozenset({"convex", "symmetric", "zero_at_perfect"})
 
 
 # --------------------------------------------------------------------------------------------
+# Language-model post-training (issue 17): builders, numpy references, naive bench references.
+# --------------------------------------------------------------------------------------------
+
+def _np_softmax_parts(x, temperature=1.0):
+  lp = np_log_softmax(np.asarray(x, np.float64) / temperature)
+  return lp, np.exp(lp)
+
+
+def _np_sig(x):
+  return 1.0 / (1.0 + np.exp(-x))
+
+
+def _token_mask(s: Sampler, n, t):
+  """A completion mask: row i keeps its first t − (i mod t) tokens (row 0 keeps all)."""
+  del s
+  return jnp.arange(t)[None, :] < (t - jnp.arange(n) % t)[:, None]
+
+
+def _token_values(s: Sampler, n, c):
+  return -s.uniform(n, c, low=0.1, high=3.0), _token_mask(s, n, c)
+
+
+def _logits_only(s: Sampler, n, c):
+  return (s.normal(n, c, scale=2.0),)
+
+
+def _logit_pair(s: Sampler, n, c):
+  return s.normal(n, c, scale=2.0), s.normal(n, c, scale=2.0)
+
+
+def _preference(s: Sampler, shape):
+  """Sequence log-probabilities: policy chosen, policy rejected, reference chosen, rejected."""
+  return tuple(-s.uniform(*shape, low=1.0, high=30.0) for _ in range(4))
+
+
+def _policy_only(s: Sampler, shape):
+  """Length-averaged log-probabilities (<= 0) of the chosen and the rejected responses."""
+  return -s.uniform(*shape, low=0.05, high=3.0), -s.uniform(*shape, low=0.05, high=3.0)
+
+
+def _unpaired(s: Sampler, shape):
+  return (-s.uniform(*shape, low=1.0, high=30.0), -s.uniform(*shape, low=1.0, high=30.0),
+          s.bits(*shape) > 0.5)
+
+
+def _rollout(s: Sampler, n, t):
+  """log π_θ, log π_old (n, t) and one advantage per sequence, the first one negative."""
+  lp = jnp.log(s.uniform(n, t, low=0.05, high=1.0).astype(jnp.float32)).astype(s.dtype)
+  old = lp + s.normal(n, t, scale=0.3)
+  adv = s.normal(n)
+  return lp, old, jnp.where(jnp.arange(n) == 0, -jnp.abs(adv) - 0.5, adv)
+
+
+def _masked_rollout(s: Sampler, n, t):
+  return _rollout(s, n, t) + (_token_mask(s, n, t),)
+
+
+def _kl_pair(s: Sampler, n, t):
+  lp = jnp.log(s.uniform(n, t, low=0.05, high=1.0).astype(jnp.float32)).astype(s.dtype)
+  return lp, lp + s.normal(n, t, scale=0.5)
+
+
+def _groups(s: Sampler, n, g):
+  return s.normal(n), jnp.arange(n, dtype=jnp.int32) % g
+
+
+def _token_log_probs_grad(x, y, temperature=1.0, **kwargs):
+  del kwargs
+  _, p = _np_softmax_parts(x, temperature)
+  return (np.eye(x.shape[-1])[y] - p) / temperature
+
+
+def _token_entropy_grad(x, temperature=1.0):
+  lp, p = _np_softmax_parts(x, temperature)
+  h = -np.sum(p * lp, -1, keepdims=True)
+  return -p * (lp + h) / temperature
+
+
+def _sequence_log_probs_grad(lp, mask, average=False):
+  m = np.asarray(mask, np.float64)
+  return m / np.maximum(m.sum(-1, keepdims=True), 1.0) if average else m
+
+
+def _smoothed_logistic_grad(u, beta, eps):
+  """d/du of (1 − ε) softplus(−u) + ε softplus(u), times du/dπ_c = β."""
+  return beta * (-(1 - eps) * _np_sig(-u) + eps * _np_sig(u))
+
+
+def _dpo_grad(pc, pr, rc, rr, beta=0.1, label_smoothing=0.0, **kwargs):
+  del kwargs
+  return _smoothed_logistic_grad(beta * ((pc - rc) - (pr - rr)), beta, label_smoothing)
+
+
+def _simpo_grad(pc, pr, beta=2.0, gamma=0.5, label_smoothing=0.0):
+  return _smoothed_logistic_grad(beta * (pc - pr) - gamma, beta, label_smoothing)
+
+
+def _cpo_grad(pc, pr, beta=0.1, label_smoothing=0.0):
+  return _smoothed_logistic_grad(beta * (pc - pr), beta, label_smoothing)
+
+
+def _orpo_grad(a, b, beta=0.1):
+  log_odds = (a - np.log(-np.expm1(a))) - (b - np.log(-np.expm1(b)))
+  return -beta * _np_sig(-log_odds) / -np.expm1(a)  # −β σ(−L) / (1 − eᵃ)
+
+
+def _kto_grad(pol, ref, good, beta=0.1, kl=0.0, desirable_weight=1.0, undesirable_weight=1.0):
+  z = beta * (pol - ref - max(kl, 0.0))
+  dsig = _np_sig(z) * _np_sig(-z)
+  return np.where(good, -desirable_weight * beta * dsig, undesirable_weight * beta * dsig)
+
+
+def _clipped_grad(lp, old, adv, epsilon_low=0.2, epsilon_high=0.2, mask=None):
+  r = np.exp(lp - old)
+  a = adv[..., None] if adv.ndim < lp.ndim else adv
+  unclipped = ((a > 0) & (r < 1 + epsilon_high)) | ((a < 0) & (r > 1 - epsilon_low))
+  g = np.where(unclipped, -a * r, 0.0)
+  return g if mask is None else np.where(mask, g, 0.0)
+
+
+def _sequence_clipped_grad(lp, old, adv, mask, epsilon_low=3e-4, epsilon_high=4e-4):
+  # GSPO-token: each token's value is the sequence's s_i; its gradient −A s_i on its own token.
+  n = np.maximum(mask.sum(-1, keepdims=True), 1)
+  s = np.exp(np.sum(np.where(mask, lp - old, 0.0), -1, keepdims=True) / n)
+  return _clipped_grad(np.log(s) + 0 * lp, 0 * lp, adv, epsilon_low, epsilon_high, mask)
+
+
+def _kl_penalty_grad(lp, ref, estimator="k3"):
+  d = ref - lp
+  return {"k1": np.ones_like(d), "k2": -d, "k3": -np.expm1(d)}[estimator]
+
+
+def _np_masked_log_softmax(x, where):
+  with np.errstate(invalid="ignore"):
+    return np.where(where, np.asarray(x, np.float64) - np_masked_logsumexp(x, where), -np.inf)
+
+
+def _np_divergence(kind, s, t, where=None, beta=0.5, temperature=1.0):
+  s = np.asarray(s, np.float64) / temperature
+  t = np.asarray(t, np.float64) / temperature
+  where = np.ones(s.shape, bool) if where is None else where
+  lp, lq = _np_masked_log_softmax(s, where), _np_masked_log_softmax(t, where)
+  p, q = np.exp(lp), np.exp(lq)
+
+  def kl(a, la, lb):
+    with np.errstate(invalid="ignore"):
+      return np.sum(np.where(a > 0, a * (la - lb), 0.0), -1)
+
+  if kind == "tv":
+    return 0.5 * np.sum(np.abs(p - q), -1)
+  if kind == "reverse" or beta == 1:
+    return kl(p, lp, lq)
+  if beta == 0:
+    return kl(q, lq, lp)
+  with np.errstate(divide="ignore"):
+    lm = np.log(beta * q + (1 - beta) * p)
+  return beta * kl(q, lq, lm) + (1 - beta) * kl(p, lp, lm)
+
+
+def _divergence_grad(kind):
+  """d/d(student logits) = p ⊙ (g − ⟨p, g⟩) / T for dV/dp = g (forward KL: (p − q) / T)."""
+  def grad(s, t, beta=0.5, temperature=1.0):
+    lp, p = _np_softmax_parts(s, temperature)
+    lq, q = _np_softmax_parts(t, temperature)
+    if kind == "jsd" and beta == 0:
+      return (p - q) / temperature
+    if kind == "tv":
+      g = 0.5 * np.sign(p - q)
+    elif kind == "reverse" or beta == 1:
+      g = lp - lq
+    else:
+      g = (1 - beta) * (lp - np.log(beta * q + (1 - beta) * p))
+    return p * (g - np.sum(p * g, -1, keepdims=True)) / temperature
+  return grad
+
+
+def _naive_token_log_probs(logits, labels):
+  """The jax composition: a log-softmax, then a gather."""
+  return jnp.take_along_axis(jax.nn.log_softmax(logits, -1), labels[:, None], -1)[:, 0]
+
+
+def _naive_token_entropy(logits):
+  return -jnp.sum(jax.nn.softmax(logits, -1) * jax.nn.log_softmax(logits, -1), -1)
+
+
+def _naive_generalized_jsd(student, teacher, beta=0.5):
+  """TRL's GKDTrainer.generalized_jsd_loss per row, in jax (0 < beta < 1)."""
+  ls, lt = jax.nn.log_softmax(student, -1), jax.nn.log_softmax(teacher, -1)
+  lm = jax.nn.logsumexp(jnp.stack([ls + jnp.log(1 - beta), lt + jnp.log(beta)]), axis=0)
+  return jnp.sum(beta * jnp.exp(lt) * (lt - lm) + (1 - beta) * jnp.exp(ls) * (ls - lm), -1)
+
+
+def _naive_reverse_kl(student, teacher):
+  ls, lt = jax.nn.log_softmax(student, -1), jax.nn.log_softmax(teacher, -1)
+  return jnp.sum(jnp.exp(ls) * (ls - lt), -1)
+
+
+def _naive_total_variation(student, teacher):
+  return 0.5 * jnp.sum(jnp.abs(jax.nn.softmax(student, -1) - jax.nn.softmax(teacher, -1)), -1)
+
+
+PAIRS = {"test": {"shape": (N, C)}}
+TOKENS = {"test": {"n": N, "c": C}}
+ROLLOUT = {"test": {"n": N, "t": C}}
+PER_PAIR = ("per-pair arithmetic on log-probabilities already computed (O(N) elementwise); "
+            "the logits-level cost is token_log_probs', which is timed")
+PER_TOKEN = ("per-token arithmetic on log-probabilities already computed (elementwise over "
+             "(N, T)); the logits-level cost is token_log_probs', which is timed")
+
+
+# --------------------------------------------------------------------------------------------
 # The table: one entry per public function (a second for a configuration worth its own run).
 # --------------------------------------------------------------------------------------------
 
@@ -757,6 +982,85 @@ LOSSES: list[Loss] = [
                 bounds={"z_loss": (-1.0,), "label_smoothing": (-0.1, 1.5),
                         "logit_soft_cap": (0.0, -1.0)},
                 not_timed="needs a device mesh; see the large-vocabulary section"),
+    # ---------------------------------------------------------------- language model (issue 17)
+    classes("token_log_probs", sizes=VOCAB, kwargs={"temperature": 0.7}, bench_kwargs={},
+            bounds={"temperature": (0.0, -1.0)}, nonnegative=False, twice_differentiable=True,
+            traits={"shift_invariant"}, grad=_token_log_probs_grad,
+            optax=("jax log_softmax + gather", _naive_token_log_probs),
+            torch=lambda F, x, y: -F.cross_entropy(x, y, reduction="none")),
+    Loss("token_entropy", "logits", _logits_only, VOCAB, kwargs={"temperature": 0.7},
+         bench_kwargs={}, bounds={"temperature": (0.0, -1.0)}, twice_differentiable=True,
+         traits={"shift_invariant"}, grad=_token_entropy_grad,
+         optout={"shape_mismatch": "one input: no second shape to mismatch"},
+         optax=("jax softmax · log_softmax", _naive_token_entropy),
+         torch=lambda F, x: -(F.softmax(x, -1) * F.log_softmax(x, -1)).sum(-1)),
+    Loss("sequence_log_probs", "tokens", _token_values, TOKENS, kwargs={"average": True},
+         nonnegative=False, twice_differentiable=True, grad=_sequence_log_probs_grad,
+         not_timed=PER_TOKEN),
+    # ---------------------------------------------------------------- preference (issue 17)
+    Loss("dpo_loss", "pairs", _preference, PAIRS, kwargs={"beta": 0.7, "label_smoothing": 0.1},
+         bounds={"beta": (0.0, -1.0), "label_smoothing": (-0.1, 0.5)},
+         unbounded=("bco_delta",), twice_differentiable=True, grad=_dpo_grad,
+         not_timed=PER_PAIR),
+    Loss("simpo_loss", "pairs", _policy_only, PAIRS,
+         kwargs={"beta": 2.5, "gamma": 0.8, "label_smoothing": 0.1},
+         bounds={"beta": (0.0, -1.0), "gamma": (-1.0,), "label_smoothing": (-0.1, 0.5)},
+         twice_differentiable=True, grad=_simpo_grad, not_timed=PER_PAIR),
+    Loss("cpo_loss", "pairs", _policy_only, PAIRS, kwargs={"beta": 0.5, "label_smoothing": 0.1},
+         bounds={"beta": (0.0, -1.0), "label_smoothing": (-0.1, 0.5)},
+         twice_differentiable=True, grad=_cpo_grad, not_timed=PER_PAIR),
+    Loss("orpo_loss", "pairs", _policy_only, PAIRS, kwargs={"beta": 0.3},
+         bounds={"beta": (0.0, -1.0)}, twice_differentiable=True, grad=_orpo_grad,
+         optout={"extreme_predictions": "its inputs are log-probabilities <= 0: +100 and +1e30 "
+                                        "are outside the domain (NaN, documented); "
+                                        "test_preference checks -1e4 and the approach to 0"},
+         not_timed=PER_PAIR),
+    Loss("kto_loss", "pairs", _unpaired, PAIRS,
+         kwargs={"beta": 0.3, "kl": 0.2, "desirable_weight": 1.3, "undesirable_weight": 0.8},
+         bounds={"beta": (0.0, -1.0), "desirable_weight": (-1.0,),
+                 "undesirable_weight": (-1.0,)},
+         unbounded=("kl",), twice_differentiable=True, grad=_kto_grad, not_timed=PER_PAIR),
+    # ---------------------------------------------------------------- policy gradient (issue 17)
+    # exp(log π − log π_old) overflows above ~88.7: for the negative advantages the true
+    # (unclipped) loss is +inf there.
+    Loss("clipped_policy_loss", "rollout", _rollout, ROLLOUT,
+         kwargs={"epsilon_low": 0.2, "epsilon_high": 0.28},
+         bounds={"epsilon_low": (-0.1, 1.5), "epsilon_high": (-0.1,)}, nonnegative=False,
+         twice_differentiable=True, expect_inf=lambda v: v > 88.0, grad=_clipped_grad,
+         not_timed=PER_TOKEN),
+    Loss("sequence_clipped_policy_loss", "rollout", _masked_rollout, ROLLOUT,
+         kwargs={"epsilon_low": 0.2, "epsilon_high": 0.25},
+         bounds={"epsilon_low": (-0.1, 1.5), "epsilon_high": (-0.1,)}, nonnegative=False,
+         expect_inf=lambda v: v > 88.0, grad=_sequence_clipped_grad, not_timed=PER_TOKEN),
+    # k3 = e^d − 1 − d with d = log π_ref − log π: e^100 is above float32's maximum.
+    Loss("kl_penalty", "token_pair", _kl_pair, ROLLOUT, kwargs={"estimator": "k3"},
+         twice_differentiable=True, expect_inf=lambda v: v < -88.0, grad=_kl_penalty_grad,
+         not_timed=PER_TOKEN),
+    Loss("group_advantages", "groups", _groups, {"test": {"n": N, "g": 3}},
+         kwargs={"num_groups": 3, "scale": "std", "epsilon": 1e-3},
+         bounds={"epsilon": (0.0, -1.0)}, nonnegative=False, twice_differentiable=True,
+         batch_argnums=(0, 1), label_argnum=1,
+         not_timed="a per-batch statistic over (N,) rewards, computed once per rollout"),
+    # ---------------------------------------------------------------- distillation (issue 17)
+    Loss("generalized_jsd", "logit_pair", _logit_pair, VOCAB,
+         kwargs={"beta": 0.3, "temperature": 1.5}, bench_kwargs={"beta": 0.5},
+         bounds={"beta": (-0.1, 1.5), "temperature": (0.0, -1.0)}, twice_differentiable=True,
+         traits={"shift_invariant"}, grad=_divergence_grad("jsd"),
+         masked_reference=functools.partial(_np_divergence, "jsd"),
+         optax=("jax, TRL's formula", _naive_generalized_jsd)),
+    Loss("reverse_kl_divergence", "logit_pair", _logit_pair, VOCAB, kwargs={"temperature": 1.5},
+         bench_kwargs={}, bounds={"temperature": (0.0, -1.0)}, twice_differentiable=True,
+         traits={"shift_invariant"}, grad=_divergence_grad("reverse"),
+         masked_reference=functools.partial(_np_divergence, "reverse"),
+         optax=("jax log_softmax composition", _naive_reverse_kl),
+         torch=lambda F, s, t: F.kl_div(F.log_softmax(t, -1), F.log_softmax(s, -1),
+                                        reduction="none", log_target=True).sum(-1)),
+    Loss("total_variation_distance", "logit_pair", _logit_pair, VOCAB,
+         kwargs={"temperature": 1.5}, bench_kwargs={}, bounds={"temperature": (0.0, -1.0)},
+         traits={"shift_invariant"}, grad=_divergence_grad("tv"),
+         masked_reference=functools.partial(_np_divergence, "tv"),
+         optax=("jax softmax composition", _naive_total_variation),
+         torch=lambda F, s, t: 0.5 * (F.softmax(s, -1) - F.softmax(t, -1)).abs().sum(-1)),
 ]
 
 BY_NAME: dict[str, Loss] = {}
