@@ -86,6 +86,20 @@ def _clamp_unit(c: jax.Array) -> jax.Array:
   return jnp.where(c > 1, one, jnp.where(c < -1, -one, c))
 
 
+def _logsumexp(x: jax.Array, axis: int) -> jax.Array:
+  """log Σ exp(x) along ``axis``, finite wherever its value is.
+
+  As ``jax.nn.logsumexp``, but a difference x − max that rounds above 0 counts as 0 (value only;
+  its derivative stays 1): XLA may recompute x in the fused exp with a different rounding than
+  in the max, and at |x| ~ 1e31 one ulp is ~1e24, whose exp is inf.
+  """
+  m = lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True, initial=-jnp.inf))
+  m = jnp.where(jnp.isfinite(m), m, jnp.zeros((), x.dtype))
+  d = x - m
+  d = d - lax.stop_gradient(jnp.where(d > 0, d, jnp.zeros((), d.dtype)))
+  return jnp.squeeze(m, axis) + jnp.log(jnp.sum(jnp.exp(d), axis=axis))
+
+
 def _sin_and_angle(c: jax.Array) -> tuple[jax.Array, jax.Array]:
   """sin θ = √((1 − c)(1 + c)) (exact near ±1, where 1 − c² cancels) and θ = atan2(sin θ, c)."""
   s = jnp.sqrt((1 - c) * (1 + c))
@@ -194,7 +208,7 @@ def _margin_softmax(fn: str, embeddings: ArrayLike, class_weights: ArrayLike, la
     # Deng et al. 2020: each class's cosine is that of its nearest sub-center (row j·K + k is
     # sub-center k of class j). A tie goes to the lowest sub-center (argmax), which alone
     # receives the gradient (contract 4).
-    cos = cos.reshape(*cos.shape[:-1], -1, num_subcenters)
+    cos = cos.reshape(*cos.shape[:-1], w.shape[0] // num_subcenters, num_subcenters)
     nearest = jnp.argmax(cos, axis=-1)
     cos = jnp.take_along_axis(cos, nearest[..., None], axis=-1)[..., 0]
   cos = _clamp_unit(cos)
@@ -211,12 +225,11 @@ def _margin_softmax(fn: str, embeddings: ArrayLike, class_weights: ArrayLike, la
   classes = jnp.arange(num_classes, dtype=y_safe.dtype).reshape((1,) * y.ndim + (num_classes,))
   target = y_safe[..., None] == classes
   logits = s * jnp.where(target, z_y[..., None], cos)
-  loss = jax.nn.logsumexp(logits, axis=-1) - s * z_y
+  loss = _logsumexp(logits, -1) - s * z_y
   return _numerics.nan_where_invalid(loss, valid).astype(out)
 
 
-_MARGIN_EDGE_CASES = """
-  Edge cases:
+_MARGIN_EDGE_CASES = """  Edge cases:
     Cosines are clamped to [−1, 1] (insightface), with derivative 0 outside, where only
     rounding puts them. At a cosine of exactly ±1 the derivative of the target logit in the
     cosine, unbounded there (arccos and sin θ = √(1 − cos²θ) both blow up), is taken at the
@@ -547,7 +560,7 @@ def _row_cross_entropy(logits: jax.Array, target: jax.Array, keep_rows: jax.Arra
   if keep_rows is not None:
     logits = jnp.where(keep_rows[:, None], logits, jnp.zeros((), logits.dtype))
   picked = jnp.take_along_axis(logits, target[:, None], axis=1)[:, 0]
-  loss = jax.nn.logsumexp(logits, axis=1) - picked
+  loss = _logsumexp(logits, 1) - picked
   return loss if keep_rows is None else jnp.where(keep_rows, loss, jnp.zeros((), loss.dtype))
 
 
@@ -562,8 +575,11 @@ def _clip_rows(img: jax.Array, txt: jax.Array, img_all: jax.Array, txt_all: jax.
                keep: jax.Array | None, keep_all: jax.Array | None) -> jax.Array:
   """Per local pair i: ½(CE of image i over all texts + CE of text i over all images)."""
   t = _clip_scale(scale)
-  logits_img = t * (img @ txt_all.T)
-  logits_txt = t * (txt @ img_all.T)
+  # The scale goes into an operand of the product, not onto its result: XLA:CPU contracts
+  # t·dot − max into a fused multiply-add, whose unrounded product differs from the rounded
+  # max by ~1e23 at logits of 1e31 (e^{−1e23} = 0 for every entry: log 0).
+  logits_img = (t * img) @ txt_all.T
+  logits_txt = (t * txt) @ img_all.T
   return 0.5 * (_row_cross_entropy(logits_img, target, keep, keep_all)
                 + _row_cross_entropy(logits_txt, target, keep, keep_all))
 
@@ -588,7 +604,7 @@ def _supcon_rows(logits: jax.Array, labels: jax.Array, labels_all: jax.Array, in
   zero = jnp.zeros((), logits.dtype)
   # A row with no positive is replaced by zeros (finite log-sum-exp) and gives 0 at the end.
   safe = jnp.where(has[:, None], logits, zero)
-  lse = jax.nn.logsumexp(jnp.where(others, safe, -jnp.inf), axis=1)
+  lse = _logsumexp(jnp.where(others, safe, -jnp.inf), 1)
   lse = jnp.where(has, lse, zero)
   pos_sum = jnp.sum(jnp.where(positive, safe, zero), axis=1)
   mean_log_prob = pos_sum / jnp.where(has, n_pos, 1).astype(logits.dtype) - lse
@@ -684,7 +700,7 @@ def supervised_contrastive_loss(embeddings: ArrayLike, labels: ArrayLike, *,
   out, z, y, keep = _supcon_inputs(fn, embeddings, labels, where)
   tau = jnp.asarray(temperature, z.dtype)
   ratio = tau / jnp.asarray(base_temperature, z.dtype)
-  logits = (z @ z.T) / tau
+  logits = (z / tau) @ z.T  # the scale in an operand (see _clip_rows)
   index = jnp.arange(z.shape[0], dtype=jnp.int32)
   return _supcon_rows(logits, y, y, index, keep, keep, ratio).astype(out)
 
@@ -734,7 +750,7 @@ def info_nce_loss(queries: ArrayLike, keys: ArrayLike, *, temperature: ArrayLike
   tau = jnp.asarray(temperature, q.dtype)
   n, d = q.shape
   if negatives is None:
-    logits = (q @ k.T) / tau
+    logits = (q / tau) @ k.T  # the scale in an operand (see _clip_rows)
     return _row_cross_entropy(logits, jnp.arange(n), None, None).astype(out)
   neg = _numerics.check_floating(fn, "negatives", negatives)
   if not ((neg.ndim == 2 and neg.shape[1] == d) or (neg.ndim == 3 and neg.shape[0] == n
@@ -744,9 +760,10 @@ def info_nce_loss(queries: ArrayLike, keys: ArrayLike, *, temperature: ArrayLike
   dtype = _compute_dtype(q, neg)
   out = _out_dtype(jnp.zeros((), out), neg)
   q, k, neg = q.astype(dtype), k.astype(dtype), neg.astype(dtype)
+  q = q / tau
   positive = jnp.sum(q * k, axis=1, keepdims=True)
   negative = q @ neg.T if neg.ndim == 2 else jnp.einsum("nd,nmd->nm", q, neg)
-  logits = jnp.concatenate([positive, negative], axis=1) / tau
+  logits = jnp.concatenate([positive, negative], axis=1)
   return _row_cross_entropy(logits, jnp.zeros((n,), jnp.int32), None, None).astype(out)
 
 
@@ -933,11 +950,13 @@ def sharded_clip_loss(image_embeddings: ArrayLike, text_embeddings: ArrayLike, *
   keep = _batch_mask(fn, where, n)
   img, txt = _zero_masked(img, keep), _zero_masked(txt, keep)
   t = _scalar(fn, "logit_scale", logit_scale, img.dtype)
+  if n == 0:  # nothing to shard (an all-gather of no rows does not lower)
+    return _clip_rows(img, txt, img, txt, t, jnp.zeros((0,), jnp.int32), keep, keep).astype(out)
   keep = jnp.ones((n,), jnp.bool_) if keep is None else keep
 
   def local(img: jax.Array, txt: jax.Array, keep: jax.Array, t: jax.Array) -> jax.Array:
     b = img.shape[0]
-    target = lax.axis_index(batch_axis) * b + jnp.arange(b)
+    target = lax.axis_index(batch_axis) * b + jnp.arange(b, dtype=jnp.int32)
     return _clip_rows(img, txt, _gather(img, batch_axis), _gather(txt, batch_axis), t, target,
                       keep, _gather(keep, batch_axis))
 
@@ -994,13 +1013,15 @@ def sharded_supervised_contrastive_loss(embeddings: ArrayLike, labels: ArrayLike
   _shards(fn, mesh, batch_axis, n)
   tau = jnp.asarray(temperature, z.dtype)
   ratio = tau / jnp.asarray(base_temperature, z.dtype)
+  if n == 0:  # nothing to shard (an all-gather of no rows does not lower)
+    return jnp.zeros((0,), out)
   keep = jnp.ones((n,), jnp.bool_) if keep is None else keep
 
   def local(z: jax.Array, y: jax.Array, keep: jax.Array, tau: jax.Array,
             ratio: jax.Array) -> jax.Array:
     b = z.shape[0]
-    index = (lax.axis_index(batch_axis) * b + jnp.arange(b)).astype(jnp.int32)
-    logits = (z @ _gather(z, batch_axis).T) / tau
+    index = lax.axis_index(batch_axis) * b + jnp.arange(b, dtype=jnp.int32)
+    logits = (z / tau) @ _gather(z, batch_axis).T
     return _supcon_rows(logits, y, _gather(y, batch_axis), index, keep,
                         _gather(keep, batch_axis), ratio)
 

@@ -2,6 +2,7 @@
 their sharded forms, against float64 numpy written from each paper's formula, with the
 gradients written from the maths (cos-addition for ArcFace, softmax − target for the rest)."""
 
+import doctest
 import functools
 
 import jax
@@ -288,7 +289,7 @@ def test_margin_softmax_vmap_jit_and_forward_mode(rng):
   assert_close(mapped, batched)
   # forward mode (custom_jvp) against reverse mode, and a finite Hessian-vector product
   v = f32(rng.normal(size=x.shape))
-  f = lambda x: jnp.sum(jaxloss.margin_softmax_loss(x, f32(w), y, m1=1.2, m2=0.3))  # noqa: E731
+  f = lambda x: jnp.sum(jaxloss.margin_softmax_loss(x, f32(w), y, m1=1.2, m2=0.3))
 
   @jax.jit
   def modes(x):
@@ -362,7 +363,7 @@ def test_supcon_matches_khosla_formula_with_mask_and_lonely_anchor(rng):
   z[5] = np.nan  # masked: must reach nothing
   tau, tau_b = 0.2, 0.07
   loss, dz, dtau = np_supcon(np.nan_to_num(z), y, tau, tau_b, keep)
-  f = lambda z, t: jaxloss.supervised_contrastive_loss(  # noqa: E731
+  f = lambda z, t: jaxloss.supervised_contrastive_loss(
       z, jnp.asarray(y), temperature=t, base_temperature=tau_b, where=jnp.asarray(keep))
   value, (gz, gt) = value_and_grads(f, f32(z), f32(tau))
   assert_close(value, loss)
@@ -405,10 +406,10 @@ def test_info_nce_matches_oord_formula(rng, negatives):
   neg = None if negatives is None else rng.normal(size=negatives).astype(np.float32)
   loss, grads = np_info_nce(q, k, 0.3, neg)
   if neg is None:
-    f = lambda q, k: jaxloss.info_nce_loss(q, k, temperature=0.3)  # noqa: E731
+    f = lambda q, k: jaxloss.info_nce_loss(q, k, temperature=0.3)
     args = (f32(q), f32(k))
   else:
-    f = lambda q, k, n: jaxloss.info_nce_loss(q, k, temperature=0.3, negatives=n)  # noqa: E731
+    f = lambda q, k, n: jaxloss.info_nce_loss(q, k, temperature=0.3, negatives=n)
     args = (f32(q), f32(k), f32(neg))
   value, got = value_and_grads(f, *args, argnums=tuple(range(len(args))))
   assert_close(value, loss)
@@ -439,7 +440,7 @@ def test_clip_matches_radford_formula_with_mask(rng, t):
   keep = np.ones(N, bool)
   keep[[3, 8]] = False
   loss, dx, dy, dt = np_clip(x, y, t, keep)
-  f = lambda x, y, t: jaxloss.clip_loss(x, y, logit_scale=t, where=jnp.asarray(keep))  # noqa
+  f = lambda x, y, t: jaxloss.clip_loss(x, y, logit_scale=t, where=jnp.asarray(keep))
   value, (gx, gy, gt) = value_and_grads(f, f32(x), f32(y), f32(t), argnums=(0, 1, 2))
   assert_close(value, loss)
   assert_close(gx, dx, rtol=1e-4)
@@ -461,7 +462,7 @@ def np_siglip(x, y, t, b):
 def test_siglip_matches_zhai_formula(rng):
   x, y = (unit(rng.normal(size=(N, D))).astype(np.float32) for _ in range(2))
   loss, *grads = np_siglip(x, y, 10.0, -5.0)
-  f = lambda x, y, t, b: jaxloss.siglip_loss(x, y, logit_scale=t, logit_bias=b)  # noqa: E731
+  f = lambda x, y, t, b: jaxloss.siglip_loss(x, y, logit_scale=t, logit_bias=b)
   args = (f32(x), f32(y), f32(10.0), f32(-5.0))
   value, got = value_and_grads(f, *args, argnums=(0, 1, 2, 3))
   assert_close(value, loss)
@@ -504,7 +505,7 @@ def test_contrastive_vmap_and_forward_mode(rng):
             lambda a: jaxloss.info_nce_loss(a, f32(y[0])),
             lambda a: jaxloss.siglip_loss(a, f32(y[0]), logit_scale=3.0, logit_bias=-1.0)):
     def modes(a, f=f):
-      total = lambda a: jnp.sum(f(a))  # noqa: E731
+      total = lambda a: jnp.sum(f(a))
       return jax.jvp(total, (a,), (v,))[1], jnp.sum(jax.grad(total)(a) * v)
     forward, reverse = jax.jit(modes)(f32(x[0]))
     assert_close(forward, reverse, rtol=1e-4)
@@ -526,6 +527,8 @@ def test_contrastive_input_errors(rng):
     jaxloss.supervised_contrastive_loss(x, jnp.zeros(N, jnp.int32), where=jnp.ones(N))
   with pytest.raises(ValueError, match=r"`labels` must have shape \(N,\)"):
     jaxloss.supervised_contrastive_loss(x, jnp.zeros(3, jnp.int32))
+  with pytest.raises(TypeError, match=r"`labels` must have an integer dtype"):
+    jaxloss.supervised_contrastive_loss(x, jnp.zeros(N, jnp.float32))
 
 
 # --------------------------------------------------------------------------------------------
@@ -583,9 +586,9 @@ def test_sharded_forms_on_a_two_axis_mesh_with_other_names(rng):
   # gradients are summed over the ring only.
   mesh = Mesh(np.array(jax.devices()[:8]).reshape(4, 2), ("batch", "model"))
   x, y = (f32(unit(rng.normal(size=(B, D)))) for _ in range(2))
-  sharded = lambda x, y, t, b: jaxloss.sharded_siglip_loss(  # noqa: E731
+  sharded = lambda x, y, t, b: jaxloss.sharded_siglip_loss(
       x, y, logit_scale=t, logit_bias=b, mesh=mesh, batch_axis="batch")
-  plain = lambda x, y, t, b: jaxloss.siglip_loss(x, y, logit_scale=t, logit_bias=b)  # noqa
+  plain = lambda x, y, t, b: jaxloss.siglip_loss(x, y, logit_scale=t, logit_bias=b)
   args = (x, y, f32(4.0), f32(-1.0))
   value, grads = value_and_grads(sharded, *args, argnums=(0, 1, 2, 3))
   ref_value, ref_grads = value_and_grads(plain, *args, argnums=(0, 1, 2, 3))
@@ -625,3 +628,8 @@ def test_ring_siglip_temporary_memory_is_local_block_squared():
   block = b * b * 4
   assert ring <= 3 * block
   assert gathered >= 8 * block
+
+
+def test_docstring_examples():
+  result = doctest.testmod(contrastive, optionflags=doctest.NORMALIZE_WHITESPACE)
+  assert result.attempted > 0 and result.failed == 0
