@@ -550,15 +550,16 @@ def _equals(labels: jax.Array, value: int) -> jax.Array:
 class ClassLabels(NamedTuple):
   """Integer class labels checked by :func:`class_labels`, and the bad-label rule for them.
 
-  A loss computes its value from ``clipped`` (every entry a class in range, so the value and
+  A loss computes its value from ``index`` (every entry a class in range, so the value and
   its gradient are finite for every row) and passes it through :meth:`finish`.
   """
-  clipped: jax.Array  # the labels clipped into [0, C), class axis kept (size 1): for
-                      # take_along_axis and for an iota comparison inside a tangent
-  valid: jax.Array    # batch-shaped: the label is a class in range that `where` leaves
-                      # unmasked, or the row is a `zero` row
-  zero: jax.Array     # batch-shaped: the row's loss is 0 (its label is `ignore_index`, or
-                      # `where` masks every class of the row: optax's rule)
+  # The labels clipped into [0, C), class axis kept (size 1): for take_along_axis and for an
+  # iota comparison inside a tangent. (The field shadows tuple.index, which nothing here uses.)
+  index: jax.Array  # type: ignore[assignment]
+  valid: jax.Array  # batch-shaped: the label is a class in range that `where` leaves
+                    # unmasked, or the row is a `zero` row
+  zero: jax.Array   # batch-shaped: the row's loss is 0 (its label is `ignore_index`, or
+                    # `where` masks every class of the row: optax's rule)
 
   def finish(self, loss: jax.Array) -> jax.Array:
     """``loss`` (batch-shaped) with 0 at the ``zero`` rows and NaN at the invalid ones, each
@@ -586,19 +587,19 @@ def class_labels(fn: str, labels: jax.typing.ArrayLike, x: jax.Array, axis: int,
   n_classes = x.shape[axis]
   wide = wide_labels(y)
   in_range = (wide >= 0) & (wide < n_classes)
-  clipped = jnp.expand_dims(jnp.clip(wide, 0, max(n_classes - 1, 0)), axis)
+  index = jnp.expand_dims(jnp.clip(wide, 0, max(n_classes - 1, 0)), axis)
   zero = jnp.zeros(y.shape, bool) if ignore_index is None else _equals(y, ignore_index)
   valid = in_range
   expected = f"in [0, {n_classes})"
   if mask is not None:
     zero = zero | ~jnp.any(mask, axis)
-    valid = valid & jnp.take_along_axis(mask, clipped, axis).squeeze(axis)
+    valid = valid & jnp.take_along_axis(mask, index, axis).squeeze(axis)
     expected += " and a class that `where` leaves unmasked"
   if ignore_index is not None:
     expected += f" (or ignore_index={ignore_index})"
   valid = valid | zero
   debug_check_labels(fn, name, y, valid, expected)
-  return ClassLabels(clipped, valid, zero)
+  return ClassLabels(index, valid, zero)
 
 
 # ============================================================================================

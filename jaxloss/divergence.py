@@ -11,7 +11,7 @@ overwrites in place, and holds every t = 0 term at exactly 0 (0·log 0 = 0).
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -64,7 +64,8 @@ def _kl(log_targets: bool, lp: jax.Array, u: jax.Array, mask: jax.Array | None,
 
 
 @functools.partial(_kl.defjvp, symbolic_zeros=True)
-def _kl_jvp(log_targets, axis, primals, tangents):
+def _kl_jvp(log_targets: bool, axis: int, primals: tuple[Any, ...], tangents: tuple[Any, ...]
+            ) -> tuple[jax.Array, jax.Array]:
   lp, u, mask = primals
   dlp, du, _ = tangents
   zero, a, w = _kl_terms(log_targets, lp, u)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -181,7 +182,8 @@ def _huber(x: jax.Array, delta: jax.Array) -> jax.Array:
 
 
 @functools.partial(_huber.defjvp, symbolic_zeros=True)
-def _huber_jvp(primals, tangents):
+def _huber_jvp(primals: tuple[jax.Array, jax.Array], tangents: tuple[Any, Any]
+               ) -> tuple[jax.Array, jax.Array]:
   x, delta = primals
   dx, ddelta = tangents
   a = jnp.abs(x)

@@ -14,7 +14,7 @@ and ``_sigmoid_focal``, share one ``e = exp(−|x|)``: it gives σ(x) = 1/(1 + e
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -66,7 +66,8 @@ def _sigmoid_xent(x: jax.Array, y: jax.Array, pos_weight: jax.Array | None) -> j
 
 
 @functools.partial(_sigmoid_xent.defjvp, symbolic_zeros=True)
-def _sigmoid_xent_jvp(primals, tangents):
+def _sigmoid_xent_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]
+                      ) -> tuple[jax.Array, jax.Array]:
   x, y, pos_weight = primals
   dx, dy, dw = tangents
   (p, q, nlp, nlq), wy, loss = _bce_terms(x, y, pos_weight)
@@ -103,7 +104,8 @@ def _sigmoid_focal(x: jax.Array, y: jax.Array, gamma: jax.Array) -> jax.Array:
 
 
 @functools.partial(_sigmoid_focal.defjvp, symbolic_zeros=True)
-def _sigmoid_focal_jvp(primals, tangents):
+def _sigmoid_focal_jvp(primals: tuple[jax.Array, ...], tangents: tuple[Any, ...]
+                       ) -> tuple[jax.Array, jax.Array]:
   x, y, gamma = primals
   dx, dy, dgamma = tangents
   (p, q, nlp, nlq), ce, base, weight = _focal_terms(x, y, gamma)

@@ -21,7 +21,7 @@ the label.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -76,14 +76,18 @@ class _XentTerms(NamedTuple):
   tp: jax.Array | None       # Σ_j t_j p_j (with PolyLoss's ε)
 
 
-def _xent_terms(axis, x, mask, labels, a, t, poly, exact=True) -> _XentTerms:
+def _xent_terms(axis: int, x: jax.Array, mask: jax.Array | None, labels: jax.Array | None,
+                a: jax.Array | None, t: jax.Array | None, poly: jax.Array | None,
+                exact: bool = True) -> _XentTerms:
   """``exact=False`` is plain arithmetic that XLA fuses into one pass, NaN where a zero target
-  meets an infinite logit or a row's max is infinite."""
+  meets an infinite logit or a row's max is infinite. ``a`` comes with ``labels``, and ``t``
+  with ``poly``."""
   sm = _masked_softmax(x, mask, axis, exact)
   x0 = x if mask is None else jnp.where(mask, x, jnp.zeros_like(x))
   loss = jnp.zeros_like(sm.lse)
   nll_y = None
   if labels is not None:
+    assert a is not None
     nll_y = sm.lse - jnp.take_along_axis(x0, labels, axis)
     loss = a * nll_y
   if t is not None:
@@ -97,6 +101,7 @@ def _xent_terms(axis, x, mask, labels, a, t, poly, exact=True) -> _XentTerms:
       loss = loss + jnp.sum(t * (sm.lse - x0), axis, keepdims=True)  # one sum, not two
   tp = None
   if poly is not None:
+    assert t is not None
     # PolyLoss: + ε Σ_j t_j (1 − p_j) = ε (Σ_j t_j − Σ_j t_j p_j), p = e / z.
     tp = jnp.sum(t * sm.e, axis, keepdims=True) / sm.z
     loss = loss + poly * (jnp.sum(t, axis, keepdims=True) - tp)
@@ -132,10 +137,12 @@ def _softmax_xent(axis: int, x: jax.Array, mask: jax.Array | None, labels: jax.A
 # Symbolic zeros: an unperturbed target has no tangent term, so the +inf of lse − x_j at an
 # unmasked −inf logit with zero target never meets a zero tangent (0·inf = NaN in jax.jvp).
 @functools.partial(_softmax_xent.defjvp, symbolic_zeros=True)
-def _softmax_xent_jvp(axis, primals, tangents):
+def _softmax_xent_jvp(axis: int, primals: tuple[Any, ...], tangents: tuple[Any, ...]
+                      ) -> tuple[jax.Array, jax.Array]:
   x, mask, labels, a, t, poly = primals
   dx, _, _, da, dt, dpoly = tangents
   terms = _xent_terms(axis, x, mask, labels, a, t, poly)
+  tp, nll_y = terms.tp, terms.nll_y  # not None with poly, with labels
   lse, e, z = terms.softmax
   tangent = jnp.zeros_like(terms.loss)
   if _numerics.nonzero(dx):
@@ -154,16 +161,17 @@ def _softmax_xent_jvp(axis, primals, tangents):
       coeff = coeff - t
     if poly is not None:
       # + ε (p_j Σ_c t_c p_c − t_j p_j) = ε p_j (Σ_c t_c p_c − t_j).
-      coeff = coeff + poly * ((e / z) * (terms.tp - t))
+      coeff = coeff + poly * ((e / z) * (tp - t))
     tangent = tangent + jnp.sum(coeff * dx, axis, keepdims=True)
   if labels is not None and _numerics.nonzero(da):
-    tangent = tangent + da * terms.nll_y
+    tangent = tangent + da * nll_y
   if t is not None and _numerics.nonzero(dt):
     # d/dt_j = lse − x_j: +inf where p_j = 0 (log 0), as the mathematics says.
     d_dt = lse - terms.x0 if poly is None else (lse - terms.x0) + poly * (1.0 - e / z)
     tangent = tangent + jnp.sum(jnp.broadcast_to(dt, x.shape) * d_dt, axis, keepdims=True)
   if poly is not None and _numerics.nonzero(dpoly):
-    tangent = tangent + dpoly * (jnp.sum(t, axis, keepdims=True) - terms.tp)
+    assert tp is not None
+    tangent = tangent + dpoly * (jnp.sum(t, axis, keepdims=True) - tp)
   return terms.loss, tangent
 
 

@@ -134,11 +134,11 @@ def test_torch_cross_entropy(case):
   smoothing = kw.get("label_smoothing", 0.0)
   axis = 1 if "class_axis1" in case["name"] else -1
   if np.issubdtype(y.dtype, np.integer):
-    fn = lambda v: jaxloss.softmax_cross_entropy_with_integer_labels(  # noqa: E731
+    fn = lambda v: jaxloss.softmax_cross_entropy_with_integer_labels(
         v, jnp.asarray(y, jnp.int32), axis, label_smoothing=smoothing,
         ignore_index=kw.get("ignore_index"), class_weights=weight)
   else:
-    fn = lambda v: jaxloss.softmax_cross_entropy(  # noqa: E731
+    fn = lambda v: jaxloss.softmax_cross_entropy(
         v, f32(y), axis, label_smoothing=smoothing, class_weights=weight)
   value, grad = jax.value_and_grad(lambda v: jnp.sum(fn(v)))(f32(x))
   assert_close(fn(f32(x)), case["loss"])
@@ -149,7 +149,7 @@ def test_torch_cross_entropy(case):
 def test_torch_nll_loss():
   (case,) = torch_cases("nll_loss")
   lp, y = _case_arrays(case)
-  fn = lambda v: jaxloss.nll_loss(v, jnp.asarray(y, jnp.int32), ignore_index=-100,  # noqa: E731
+  fn = lambda v: jaxloss.nll_loss(v, jnp.asarray(y, jnp.int32), ignore_index=-100,
                                   class_weights=f32(case["kwargs"]["weight"]))
   assert_close(fn(f32(lp)), case["loss"])
   assert_close(jax.grad(lambda v: jnp.sum(fn(v)))(f32(lp)), case["grad"])
@@ -160,7 +160,7 @@ def test_torch_nll_loss():
 def test_torch_bce_with_logits(case):
   x, y = _case_arrays(case)
   pw = case["kwargs"].get("pos_weight")
-  fn = lambda v: jaxloss.sigmoid_binary_cross_entropy(  # noqa: E731
+  fn = lambda v: jaxloss.sigmoid_binary_cross_entropy(
       v, f32(y), pos_weight=None if pw is None else f32(pw))
   assert_close(fn(f32(x)), case["loss"])
   assert_close(jax.grad(lambda v: jnp.sum(fn(v)))(f32(x)), case["grad"])
@@ -169,7 +169,7 @@ def test_torch_bce_with_logits(case):
 def test_torch_binary_cross_entropy():
   (case,) = torch_cases("binary_cross_entropy")
   p, y = _case_arrays(case)
-  fn = lambda v: jaxloss.binary_cross_entropy(v, f32(y))  # noqa: E731
+  fn = lambda v: jaxloss.binary_cross_entropy(v, f32(y))
   assert_close(fn(f32(p)), case["loss"], rtol=1e-4)
   assert_close(jax.grad(lambda v: jnp.sum(fn(v)))(f32(p)), case["grad"], rtol=1e-4)
 
@@ -246,7 +246,7 @@ def test_masked_minus_inf_logits_finite_with_zero_gradient(rng, smoothing):
   x = x.at[:, 3:].set(-jnp.inf)
   for fn, labels in ((jaxloss.softmax_cross_entropy_with_integer_labels, y),
                      (jaxloss.softmax_cross_entropy, jax.nn.one_hot(y, C))):
-    loss = lambda v: jnp.sum(fn(v, labels, where=where, label_smoothing=smoothing))  # noqa
+    loss = lambda v: jnp.sum(fn(v, labels, where=where, label_smoothing=smoothing))
     value, grad = jax.value_and_grad(loss)(x)
     assert np.isfinite(value)
     assert np.all(np.asarray(grad)[:, 3:] == 0) and np.all(np.isfinite(grad))
@@ -286,7 +286,7 @@ def test_ignore_index_gives_zero_loss_and_gradient(rng):
   x = _logits(rng)
   y = _int_labels(rng).at[1].set(-100).at[4].set(-100)
   w = f32(rng.uniform(0.5, 2.0, size=C))
-  fn = lambda v: jaxloss.softmax_cross_entropy_with_integer_labels(  # noqa: E731
+  fn = lambda v: jaxloss.softmax_cross_entropy_with_integer_labels(
       v, y, ignore_index=-100, label_smoothing=0.1, class_weights=w)
   out, grad = fn(x), jax.grad(lambda v: jnp.sum(fn(v)))(x)
   assert out[1] == 0 and out[4] == 0 and np.all(np.asarray(out)[[0, 2, 3, 5]] > 0)
@@ -315,7 +315,7 @@ def test_masked_bad_label_rows_have_zero_gradient(rng, case):
   fn, kwargs = LABELLED[case]
   x = _logits(rng)
   keep = (PADDED >= 0) & (PADDED < C)
-  masked = lambda v: jaxloss.reduce(fn(v, PADDED, **kwargs), where=keep)  # noqa: E731
+  masked = lambda v: jaxloss.reduce(fn(v, PADDED, **kwargs), where=keep)
   grad = np.asarray(jax.grad(masked)(x))
   assert np.all(np.isfinite(grad))
   assert np.all(grad[[1, 4]] == 0)
