@@ -115,6 +115,22 @@ from jaxloss.detection import (
     distance_box_iou_loss,
     generalized_box_iou_loss,
 )
+from jaxloss.deviance import (
+    brier_score,
+    gamma_deviance,
+    poisson_deviance,
+    tweedie_deviance,
+)
+from jaxloss.relative import (
+    mean_absolute_percentage_error,
+    mean_squared_logarithmic_error,
+)
+from jaxloss.robust import (
+    cauchy_loss,
+    general_robust_loss,
+    geman_mcclure_loss,
+    welsch_loss,
+)
 
 # sequence, Fenchel-Young, ranking and similarity losses (issue 13)
 from jaxloss.fenchel_young import make_fenchel_young_loss, multiclass_sparsemax_loss, sparsemax_loss
@@ -224,6 +240,19 @@ __all__ = [
     "complete_box_iou_loss",
     "distance_box_iou_loss",
     "generalized_box_iou_loss",
+    # deviances and the Brier score (issue 15)
+    "brier_score",
+    "gamma_deviance",
+    "poisson_deviance",
+    "tweedie_deviance",
+    # relative-error regression (issue 15)
+    "mean_absolute_percentage_error",
+    "mean_squared_logarithmic_error",
+    # robust regression (issue 15)
+    "cauchy_loss",
+    "general_robust_loss",
+    "geman_mcclure_loss",
+    "welsch_loss",
     # sequence, Fenchel-Young, ranking and similarity (issue 13)
     "ctc_loss",
     "ctc_loss_with_forward_probs",
