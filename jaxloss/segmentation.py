@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
 
@@ -655,7 +656,8 @@ def _images(x: jax.Array, n_trailing: int) -> tuple[jax.Array, bool]:
   lead = x.ndim - n_trailing
   if lead == 1:
     return x.reshape((1, x.shape[0]) + x.shape[lead:]), True
-  return x.reshape((x.shape[0], -1) + x.shape[lead:]), False
+  pixels = math.prod(x.shape[1:lead])  # explicit: -1 is ambiguous for an empty batch
+  return x.reshape((x.shape[0], pixels) + x.shape[lead:]), False
 
 
 @_numerics.loss_jit(static=("axis", "ignore_index", "classes", "apply_softmax"))
