@@ -1,9 +1,17 @@
-"""Large-vocabulary cross-entropy: values and gradients against a float64 reference written from
-the maths, bf16, vmap, the vocabulary-parallel form on 8 host devices, memory, and bad input.
+"""Large-vocabulary losses: every mode and option of the cross-entropy, the token
+log-probabilities/entropies and the distillation divergences against float64 references written
+from the maths, bf16 and float64, vmap, the vocabulary-parallel forms on 8 host devices, memory,
+and bad input.
 
+The references build the (N, V) logits in numpy float64; every gradient is written in closed
+form (softmax − target for the cross-entropy, onehot − p and −p (log p + H) for the
+log-probabilities and the entropy, p − q and its relatives for the divergences) except the
+ones in the temperature and the soft cap, which are central differences of the float64 value.
 The transforms tests in test_transforms.py cannot take these losses (see the note in its
 CASES), so vmap, outer jit, no re-tracing and second derivatives are checked here.
 """
+
+import doctest
 
 import chex
 import jax
@@ -15,12 +23,14 @@ from jax.experimental import checkify
 from jax.sharding import Mesh
 
 import jaxloss
-from _reference import assert_close
+from _reference import assert_close, trace_count
+from jaxloss import large_vocab
 
 N, D, V = 24, 16, 200
 IGNORE = -100
 lsce = jaxloss.linear_softmax_cross_entropy
 vp_lsce = jaxloss.vocab_parallel_linear_softmax_cross_entropy
+MODES = ("none", "mean", "sum")
 
 
 def _problem(rng, n=N, d=D, v=V, dtype=jnp.float32):
@@ -32,6 +42,10 @@ def _problem(rng, n=N, d=D, v=V, dtype=jnp.float32):
   c = rng.uniform(0.5, 1.5, size=n)  # per-token cotangents: the objective is Σ c_i ℓ_i
   arrays = [jnp.asarray(x, dtype) for x in (h, w, b)]
   return arrays, jnp.asarray(labels, jnp.int32), jnp.asarray(c, jnp.float32)
+
+
+def _logsumexp(z):
+  return scipy.special.logsumexp(z, axis=1)
 
 
 def reference(h, w, labels, c, *, bias=None, kept=None, z_loss=0.0, label_smoothing=0.0,
@@ -47,7 +61,7 @@ def reference(h, w, labels, c, *, bias=None, kept=None, z_loss=0.0, label_smooth
   else:
     t = np.tanh(raw / logit_soft_cap)
     z, dcap = logit_soft_cap * t, 1 - t * t
-  lse = scipy.special.logsumexp(z, axis=1)
+  lse = _logsumexp(z)
   q = (1 - label_smoothing) * np.eye(v)[np.where(kept, labels, 0)] + label_smoothing / v
   loss = np.where(kept, lse - np.sum(q * z, axis=1) + z_loss * lse**2, 0.0)
   softmax = np.exp(z - lse[:, None])
@@ -56,54 +70,98 @@ def reference(h, w, labels, c, *, bias=None, kept=None, z_loss=0.0, label_smooth
   return loss, g @ w.T, h.T @ g, g.sum(axis=0)
 
 
-def _value_and_grads(fn, h, w, b, labels, c, use_bias, **kwargs):
+def _coefficients(mode, c, kept):
+  """The objective's weights per token: the cotangents (none), 1/count (mean), 1 (sum)."""
+  kept = np.asarray(kept, np.float64)
+  if mode == "none":
+    return np.asarray(c, np.float64)
+  return kept / max(kept.sum(), 1) if mode == "mean" else kept
+
+
+def _value_and_grads(fn, h, w, b, labels, c, use_bias, mode="none", **kwargs):
+  """The loss (per token or reduced) and the gradients (hidden, weight, bias) of Σ c_i ℓ_i
+  (``mode="none"``) or of the reduced loss."""
   def objective(h, w, b):
-    loss = fn(h, w, labels, bias=b if use_bias else None, **kwargs)
-    return jnp.sum(c * loss), loss
+    loss = fn(h, w, labels, bias=b if use_bias else None, reduction=mode, **kwargs)
+    return (jnp.sum(c * loss) if mode == "none" else loss), loss
   (_, loss), grads = jax.value_and_grad(objective, argnums=(0, 1, 2), has_aux=True)(h, w, b)
   return loss, grads
 
 
-def _assert_matches(loss, grads, ref, use_bias):
-  assert loss.shape == (N,) and loss.dtype == jnp.float32
-  assert_close(loss, ref[0])
+def _assert_matches(loss, grads, ref, use_bias, mode="none", coef=None, rtol=1e-4):
+  if mode == "none":
+    assert loss.shape == (N,) and loss.dtype == jnp.float32
+    assert_close(loss, ref[0])
+  else:
+    assert loss.shape == () and loss.dtype == jnp.float32
+    assert_close(loss, np.sum(coef * ref[0]))
   for got, want in zip(grads[:2], ref[1:3]):
-    assert_close(got, want, rtol=1e-4)
+    assert_close(got, want, rtol=rtol)
   if use_bias:
-    assert_close(grads[2], ref[3], rtol=1e-4)
+    assert_close(grads[2], ref[3], rtol=rtol)
   else:
     np.testing.assert_array_equal(grads[2], 0.0)
 
 
+# (name, use_bias, kwargs, chunk_size, token_chunk_size). 64 divides neither V = 200 nor 7
+# N = 24 (shifted last chunk and block); 50 and 8 divide them; None is the default tiling.
 CONFIGS = [
-    ("plain", False, {}),
-    ("bias", True, {}),
-    ("z_loss", True, {"z_loss": 1e-2}),
-    ("soft_cap", True, {"logit_soft_cap": 3.0}),
-    ("smoothing", False, {"label_smoothing": 0.1}),
-    ("ignore_index", True, {"ignore_index": IGNORE}),
+    ("plain", False, {}, 64, 7),
     ("everything", True, {"z_loss": 1e-3, "label_smoothing": 0.2, "logit_soft_cap": 4.0,
-                          "ignore_index": IGNORE}),
+                          "ignore_index": IGNORE}, 64, 7),
+    ("where-smoothing", True, {"label_smoothing": 0.1, "z_loss": 1e-2}, 50, 8),
+    ("default-tiles-cap", True, {"logit_soft_cap": 3.0, "ignore_index": IGNORE}, None, None),
 ]
-# Every option with a chunk that does not divide V = 200 (64), the plain and the full case
-# also with one that does (50) and with the default (one chunk of 200 here).
-CHUNKED = ([(*c, 64) for c in CONFIGS]
-           + [(*c, chunk) for c in (CONFIGS[0], CONFIGS[-1]) for chunk in (50, None)])
 
 
-@pytest.mark.parametrize("name,use_bias,kwargs,chunk_size", CHUNKED,
-                         ids=[f"{c[0]}-chunk{c[3]}" for c in CHUNKED])
-def test_value_and_gradients_match_float64_reference(rng, name, use_bias, kwargs, chunk_size):
+@pytest.mark.parametrize("name,use_bias,kwargs,chunk_size,token_chunk_size", CONFIGS,
+                         ids=[c[0] for c in CONFIGS])
+def test_every_mode_matches_float64_reference(rng, name, use_bias, kwargs, chunk_size,
+                                              token_chunk_size):
+  # Liger-Kernel #1298 shipped a wrong weight gradient in one mode: every mode x option is
+  # checked against the naive loss, values and gradients in hidden, weight and bias.
   (h, w, b), labels, c = _problem(rng)
   kept = labels != IGNORE
   if "ignore_index" not in kwargs:
     labels = jnp.where(kept, labels, 0)
     kwargs = {**kwargs, "where": kept}  # the same tokens dropped through the mask
-  loss, grads = _value_and_grads(lsce, h, w, b, labels, c, use_bias, chunk_size=chunk_size,
-                                 **kwargs)
   ref_kwargs = {k: v for k, v in kwargs.items() if k not in ("where", "ignore_index")}
-  _assert_matches(loss, grads, reference(h, w, labels, c, bias=b if use_bias else None,
-                                         kept=kept, **ref_kwargs), use_bias)
+  results = {}
+  for mode in MODES:
+    coef = _coefficients(mode, c, kept)
+    loss, grads = _value_and_grads(lsce, h, w, b, labels, c, use_bias, mode,
+                                   chunk_size=chunk_size, token_chunk_size=token_chunk_size,
+                                   **kwargs)
+    ref = reference(h, w, labels, coef, bias=b if use_bias else None, kept=kept, **ref_kwargs)
+    _assert_matches(loss, grads, ref, use_bias, mode, coef)
+    results[mode] = loss, grads
+  # The modes against each other, tighter than against the reference.
+  per_token, grads_none = results["none"]
+  assert_close(results["sum"][0], jnp.sum(jnp.where(kept, per_token, 0.0)), rtol=1e-6)
+  assert_close(float(results["mean"][0]) * float(np.sum(kept)), results["sum"][0], rtol=1e-6)
+
+
+def test_hyperparameter_gradients_agree_across_modes(rng):
+  (h, w, b), labels, _ = _problem(rng)
+  labels = jnp.abs(labels) % V
+
+  def objective(mode):
+    def f(cap, z, eps):
+      loss = lsce(h, w, labels, bias=b, logit_soft_cap=cap, z_loss=z, label_smoothing=eps,
+                  chunk_size=64, token_chunk_size=7, reduction=mode)
+      return jnp.mean(loss) if mode == "none" else loss
+    return jax.grad(f, argnums=(0, 1, 2))(jnp.float32(3.0), jnp.float32(1e-2), jnp.float32(0.1))
+
+  def ref(cap, z, eps):
+    return np.mean(reference(h, w, labels, np.ones(N), bias=b, z_loss=z, label_smoothing=eps,
+                             logit_soft_cap=cap)[0])
+
+  # d/d(cap, z_loss, ε) of the float64 reference by central differences (smooth in each).
+  point, step = np.array([3.0, 1e-2, 0.1]), 1e-6
+  numeric = [(ref(*(point + step * e)) - ref(*(point - step * e))) / (2 * step)
+             for e in np.eye(3)]
+  for mode in ("none", "mean"):
+    assert_close(objective(mode), numeric, rtol=1e-3)
 
 
 def test_matches_optax_on_explicit_logits(rng):
@@ -114,52 +172,77 @@ def test_matches_optax_on_explicit_logits(rng):
                optax.softmax_cross_entropy_with_integer_labels(h @ w, labels), rtol=1e-5)
 
 
-def test_soft_cap_gradient(rng):
-  (h, w, b), labels, c = _problem(rng)
-  labels = jnp.abs(labels) % V
-
-  def objective(cap):
-    return jnp.sum(c * lsce(h, w, labels, bias=b, logit_soft_cap=cap, chunk_size=64))
-
-  # d/dcap of the float64 reference by central differences (the loss is smooth in the cap).
-  def ref(cap):
-    return np.sum(np.asarray(c, np.float64) * reference(h, w, labels, c, bias=b,
-                                                        logit_soft_cap=cap)[0])
-  numeric = (ref(3.0 + 1e-5) - ref(3.0 - 1e-5)) / 2e-5
-  assert_close(jax.grad(objective)(jnp.float32(3.0)), numeric, rtol=1e-3)
-
-
-def test_bfloat16_within_bfloat16_tolerance(rng):
+@pytest.mark.parametrize("mode", ("none", "mean"))
+def test_bfloat16_within_bfloat16_tolerance(rng, mode):
   (h, w, b), labels, c = _problem(rng, dtype=jnp.bfloat16)
   labels = jnp.abs(labels) % V
-  loss, grads = _value_and_grads(lsce, h, w, b, labels, c, True, chunk_size=64, z_loss=1e-3)
+  loss, grads = _value_and_grads(lsce, h, w, b, labels, c, True, mode, chunk_size=64,
+                                 token_chunk_size=7, z_loss=1e-3)
   assert loss.dtype == jnp.float32
   assert [g.dtype for g in grads] == [jnp.bfloat16] * 3
-  ref = reference(h.astype(jnp.float32), w.astype(jnp.float32), labels, c,
+  coef = _coefficients(mode, c, np.ones(N, bool))
+  ref = reference(h.astype(jnp.float32), w.astype(jnp.float32), labels, coef,
                   bias=b.astype(jnp.float32), z_loss=1e-3)
-  assert_close(loss, ref[0], rtol=1e-4)  # the products of bf16 inputs are exact in float32
+  # The products of bf16 inputs are exact in float32.
+  assert_close(loss, ref[0] if mode == "none" else np.sum(coef * ref[0]), rtol=1e-4)
   for got, want in zip(grads, ref[1:]):
     assert_close(got, want, rtol=2e-2, atol_scale=2e-2)  # dlogits rounded to bf16 (2⁻⁸)
 
 
-def test_large_logits_stay_finite(rng):
+def test_float64_inputs_are_computed_in_float64(rng):
+  # Issue 20 item 8: float64 in, float64 out, computed in float64 (the docstring's promise).
+  (h, w, b), labels, c = _problem(rng)
+  labels = jnp.abs(labels) % V
+  h64, w64, b64 = (np.asarray(x, np.float64) for x in (h, w, b))
+  ref = reference(h64, w64, labels, np.ones(N), bias=b64, z_loss=1e-3)
+  with jax.enable_x64(True):
+    args = [jnp.asarray(x, jnp.float64) for x in (h64, w64, b64)]
+    for mode in ("none", "mean"):
+      loss, grads = _value_and_grads(lsce, *args, labels, jnp.ones(N, jnp.float64), True, mode,
+                                     chunk_size=64, token_chunk_size=7, z_loss=1e-3)
+      assert loss.dtype == jnp.float64 and all(g.dtype == jnp.float64 for g in grads)
+      scale = 1.0 if mode == "none" else 1 / N
+      np.testing.assert_allclose(loss, ref[0] if mode == "none" else np.mean(ref[0]),
+                                 rtol=1e-12)
+      for got, want in zip(grads, ref[1:]):
+        np.testing.assert_allclose(got, scale * want, rtol=1e-10, atol=1e-13)
+    logp = jaxloss.linear_token_log_probs(args[0], args[1], labels, chunk_size=64)
+    assert logp.dtype == jnp.float64
+  x = h64 @ w64
+  want = np.take_along_axis(x, np.asarray(labels)[:, None], 1)[:, 0] - _logsumexp(x)
+  np.testing.assert_allclose(logp, want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ("none", "mean"))
+def test_large_logits_stay_finite(rng, mode):
   (h, w, b), labels, c = _problem(rng)
   labels = jnp.abs(labels) % V
   h = h * 2e3  # logits of magnitude ~1e4: exp would overflow without the running max
-  loss, grads = _value_and_grads(lsce, h, w, b, labels, c, False, chunk_size=64)
-  ref = reference(h, w, labels, c)
-  assert_close(loss, ref[0])
+  loss, grads = _value_and_grads(lsce, h, w, b, labels, c, False, mode, chunk_size=64)
+  coef = _coefficients(mode, c, np.ones(N, bool))
+  ref = reference(h, w, labels, coef)
+  assert_close(loss, ref[0] if mode == "none" else np.sum(coef * ref[0]))
   assert all(np.all(np.isfinite(g)) for g in grads)
 
 
-def test_dropped_tokens_with_nan_hidden_give_zero_and_finite_gradients(rng):
+@pytest.mark.parametrize("mode", ("none", "mean"))
+def test_dropped_tokens_with_nan_hidden_give_zero_and_finite_gradients(rng, mode):
   (h, w, b), labels, c = _problem(rng)
   h = h.at[1].set(jnp.nan)  # token 1 has label IGNORE
-  loss, grads = _value_and_grads(lsce, h, w, b, labels, c, True, ignore_index=IGNORE,
-                                 chunk_size=64)
-  assert loss[1] == 0 and np.all(np.isfinite(loss))
+  loss, grads = _value_and_grads(lsce, h, w, b, labels, c, True, mode, ignore_index=IGNORE,
+                                 chunk_size=64, token_chunk_size=7)
+  assert np.all(np.isfinite(loss)) and (mode != "none" or loss[1] == 0)
   assert all(np.all(np.isfinite(g)) for g in grads)
   np.testing.assert_array_equal(grads[0][1], 0.0)
+
+
+def test_fully_masked_mean_is_zero_with_zero_gradient(rng):
+  (h, w, _), labels, _ = _problem(rng)
+  loss, grads = jax.value_and_grad(
+      lambda h, w: lsce(h, w, labels, where=jnp.zeros(N, bool), reduction="mean"), (0, 1))(h, w)
+  assert loss == 0
+  for g in grads:
+    np.testing.assert_array_equal(g, 0.0)
 
 
 def test_bad_label_gives_nan_and_checkify_names_it(rng):
@@ -171,6 +254,32 @@ def test_bad_label_gives_nan_and_checkify_names_it(rng):
   err, _ = checkify.checkify(lambda *a: lsce(*a), errors=checkify.user_checks)(h, w, labels)
   with pytest.raises(checkify.JaxRuntimeError, match=str(V + 7)):
     err.throw()
+  # The fused mode: a NaN mean, a zero gradient at the bad tokens, the others' unchanged.
+  (value, grads), (_, grads_none) = (
+      jax.value_and_grad(lambda h, w: lsce(h, w, labels, reduction="sum", chunk_size=64),
+                         (0, 1))(h, w),
+      jax.value_and_grad(lambda h, w: jnp.sum(jnp.where(
+          jnp.isnan(lsce(h, w, labels, chunk_size=64)), 0.0, lsce(h, w, labels, chunk_size=64))),
+                         (0, 1))(h, w))
+  assert np.isnan(value)
+  np.testing.assert_array_equal(grads[0][3:5], 0.0)
+  for got, want in zip(grads, grads_none):
+    assert_close(got, want, rtol=1e-5)
+
+
+def test_return_lse_in_every_mode(rng):
+  (h, w, b), labels, _ = _problem(rng)
+  lse_ref = _logsumexp(np.float64(h) @ np.float64(w) + np.float64(b))
+  kept = labels != IGNORE
+  for mode in MODES:
+    _, lse = lsce(h, w, labels, bias=b, ignore_index=IGNORE, reduction=mode, return_lse=True,
+                  chunk_size=64)
+    assert_close(lse, np.where(kept, lse_ref, 0.0))
+  # Differentiable with reduction="none": d lse / dz = softmax.
+  grad = jax.grad(lambda h: jnp.sum(lsce(h, w, labels, bias=b, ignore_index=IGNORE,
+                                         return_lse=True, chunk_size=64)[1]))(h)
+  p = np.exp(np.float64(h) @ np.float64(w) + np.float64(b) - lse_ref[:, None])
+  assert_close(grad, (np.asarray(kept)[:, None] * p) @ np.float64(w).T, rtol=1e-4)
 
 
 def test_vmap_over_batch_and_time_matches_reshape(rng):
@@ -182,7 +291,7 @@ def test_vmap_over_batch_and_time_matches_reshape(rng):
     return jnp.mean(jax.vmap(lambda x, y: lsce(x, w, y, chunk_size=64))(h3, labels2))
 
   def mean_flat(h3, w):
-    return jnp.mean(lsce(h3.reshape(-1, D), w, labels2.reshape(-1), chunk_size=64))
+    return lsce(h3.reshape(-1, D), w, labels2.reshape(-1), chunk_size=64, reduction="mean")
 
   chex.assert_trees_all_close(jax.value_and_grad(mean_vmapped, (0, 1))(h3, w),
                               jax.value_and_grad(mean_flat, (0, 1))(h3, w), rtol=1e-5,
@@ -198,14 +307,14 @@ def test_vmap_over_batch_and_time_matches_reshape(rng):
 def test_outer_jit_and_no_retrace_on_new_values(rng):
   (h, w, b), labels, _ = _problem(rng)
   labels = jnp.abs(labels) % V
-  kwargs = {"chunk_size": 64, "z_loss": 1e-3, "label_smoothing": 0.1}
+  kwargs = {"chunk_size": 64, "z_loss": 1e-3, "label_smoothing": 0.1, "reduction": "mean"}
   first = lsce(h, w, labels, bias=b, **kwargs)
   chex.assert_trees_all_close(jax.jit(lambda *a: lsce(*a, bias=b, **kwargs))(h, w, labels),
                               first, rtol=1e-6)
-  size = lsce.jitted._cache_size()
+  traces = trace_count(lsce)
   lsce(h + 0.5, w * 2, labels[::-1], bias=b, **{**kwargs, "z_loss": 2e-3,
                                                  "label_smoothing": 0.3})
-  assert lsce.jitted._cache_size() == size  # float hyper-parameters are traced
+  assert trace_count(lsce) == traces  # float hyper-parameters are traced
 
 
 def test_second_derivative_reverse_over_reverse(rng):
@@ -226,34 +335,40 @@ def test_second_derivative_reverse_over_reverse(rng):
 
 
 def test_no_n_by_v_temporary():
-  # Structural, not timing: forward + backward compiled (never run) at N=512, D=64, V=65536
-  # needs a temporary far below one (N, V) float32 array (128 MiB); the naive one needs more.
-  n, d, v = 512, 64, 65536
+  # Structural, not timing: forward + backward compiled (never run) at N=2048, D=64, V=65536
+  # needs a temporary far below one (N, V) float32 array (512 MiB) in every mode (the fused
+  # one holds a block's (T, V) logits, 64 MiB, and the float32 (D, V) weight gradient, 16
+  # MiB); the naive one needs more.
+  n, d, v = 2048, 64, 65536
   specs = (jax.ShapeDtypeStruct((n, d), jnp.float32), jax.ShapeDtypeStruct((d, v), jnp.float32),
            jax.ShapeDtypeStruct((n,), jnp.int32))
 
   def temp(loss):
-    step = jax.jit(jax.value_and_grad(lambda h, w, y: jnp.mean(loss(h, w, y)), argnums=(0, 1)))
+    step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
     return step.lower(*specs).compile().memory_analysis().temp_size_in_bytes
 
-  assert temp(lambda h, w, y: lsce(h, w, y)) < n * v * 4 / 4
-  assert temp(lambda h, w, y: jax.nn.logsumexp(h @ w, axis=1)) >= n * v * 4
+  assert temp(lambda h, w, y: jnp.mean(lsce(h, w, y))) < n * v * 4 / 4
+  assert temp(lambda h, w, y: lsce(h, w, y, reduction="mean")) < n * v * 4 / 2
+  assert temp(lambda h, w, y: jnp.mean(jax.nn.logsumexp(h @ w, axis=1))) >= n * v * 4
 
 
-# 16 divides neither V/4 = 50 nor V/8 = 25; None is one chunk per shard here.
-@pytest.mark.parametrize("shape,chunk_size", [((2, 4), 16), ((1, 8), 16), ((2, 4), None)],
-                         ids=["2x4-chunk16", "1x8-chunk16", "2x4-default"])
-def test_vocab_parallel_matches_unsharded(rng, shape, chunk_size):
+# ------------------------------------------------------------------- vocabulary-parallel
+
+
+@pytest.mark.parametrize("shape", [(2, 4), (4, 2)], ids=["2x4", "4x2"])
+def test_vocab_parallel_matches_unsharded_in_every_mode(rng, shape):
   mesh = Mesh(np.array(jax.devices()[:8]).reshape(shape), ("data", "model"))
   (h, w, b), labels, c = _problem(rng)
+  # 16 divides neither V/4 = 50 nor V/2 = 100; 5 tokens per block divides neither 12 nor 6.
   kwargs = {"z_loss": 1e-3, "label_smoothing": 0.1, "logit_soft_cap": 4.0,
-            "ignore_index": IGNORE, "chunk_size": chunk_size}
-  loss, grads = _value_and_grads(lambda *a, **k: vp_lsce(*a, mesh=mesh, **k), h, w, b, labels,
-                                 c, True, **kwargs)
-  ref_loss, ref_grads = _value_and_grads(lsce, h, w, b, labels, c, True, **kwargs)
-  assert_close(loss, ref_loss)
-  for got, want in zip(grads, ref_grads):
-    assert_close(got, want, rtol=1e-4)
+            "ignore_index": IGNORE, "chunk_size": 16, "token_chunk_size": 5}
+  for mode in ("none", "mean"):
+    loss, grads = _value_and_grads(lambda *a, **k: vp_lsce(*a, mesh=mesh, **k), h, w, b, labels,
+                                   c, True, mode, **kwargs)
+    ref_loss, ref_grads = _value_and_grads(lsce, h, w, b, labels, c, True, mode, **kwargs)
+    assert_close(loss, ref_loss)
+    for got, want in zip(grads, ref_grads):
+      assert_close(got, want, rtol=1e-4)
 
 
 def test_vocab_parallel_other_axis_names_and_no_bias(rng):
@@ -273,6 +388,186 @@ def test_vocab_parallel_indivisible_vocabulary_names_both_numbers(rng):
     vp_lsce(h, w, jnp.abs(labels) % 202, mesh=mesh)
 
 
+# ------------------------------------------------------------------- token log-probabilities
+
+TEMP = 0.8
+
+
+def log_prob_reference(h, w, b, labels, u, r, temperature=TEMP, kept=None):
+  """float64 log p(label), entropy, and the closed-form gradients of Σ u·log p + r·H."""
+  h, w, b, u, r = (np.asarray(x, np.float64) for x in (h, w, b, u, r))
+  labels = np.asarray(labels)
+  kept = np.ones(labels.shape, bool) if kept is None else kept
+  x = (h @ w + b) / temperature
+  log_p = x - _logsumexp(x)[:, None]
+  p = np.exp(log_p)
+  entropy = -np.sum(p * log_p, axis=1)
+  onehot = np.eye(w.shape[1])[np.where(kept, labels, 0)]
+  # d log p_y / dx = onehot − p; dH/dx = −p (log p + H); then dx/d(hW + b) = 1/T.
+  g = (u[:, None] * (onehot - p) - r[:, None] * p * (log_p + entropy[:, None]))
+  g = kept[:, None] * g / temperature
+  log_p_y = np.take_along_axis(log_p, np.where(kept, labels, 0)[:, None], 1)[:, 0]
+  return (np.where(kept, log_p_y, 0.0), np.where(kept, entropy, 0.0), g @ w.T, h.T @ g,
+          g.sum(axis=0))
+
+
+def test_token_log_probs_and_entropy_match_float64_reference(rng):
+  (h, w, b), labels, u = _problem(rng)
+  r = jnp.asarray(rng.normal(size=N), jnp.float32)
+  kept = labels != IGNORE
+
+  def objective(h, w, b, t):
+    log_p, entropy = jaxloss.linear_token_log_probs(
+        h, w, labels, bias=b, temperature=t, return_entropy=True, ignore_index=IGNORE,
+        chunk_size=64, token_chunk_size=7)
+    return jnp.sum(u * log_p + r * entropy), (log_p, entropy)
+
+  (_, (log_p, entropy)), grads = jax.value_and_grad(objective, (0, 1, 2, 3), has_aux=True)(
+      h, w, b, jnp.float32(TEMP))
+  ref = log_prob_reference(h, w, b, labels, u, r, kept=np.asarray(kept))
+  assert log_p.dtype == entropy.dtype == jnp.float32
+  assert_close(log_p, ref[0])
+  assert_close(entropy, ref[1])
+  for got, want in zip(grads[:3], ref[2:]):
+    assert_close(got, want, rtol=1e-4)
+
+  def value(t):  # the temperature's gradient: central differences of the float64 value
+    lp, ent = log_prob_reference(h, w, b, labels, u, r, t, kept=np.asarray(kept))[:2]
+    return np.sum(np.float64(u) * lp + np.float64(r) * ent)
+  assert_close(grads[3], (value(TEMP + 1e-6) - value(TEMP - 1e-6)) / 2e-6, rtol=1e-3)
+  # Explicit logits through jaxloss.token_log_probs / token_entropy give the same numbers.
+  x = (h @ w + b[None, :]) / TEMP
+  y = jnp.where(kept, labels, 0)
+  assert_close(log_p, jnp.where(kept, jaxloss.token_log_probs(x, y), 0.0), rtol=1e-5)
+  assert_close(entropy, jnp.where(kept, jaxloss.token_entropy(x), 0.0), rtol=1e-5)
+
+
+def test_token_log_probs_bad_label_gives_nan_with_zero_gradient(rng):
+  (h, w, _), labels, u = _problem(rng)
+  labels = (jnp.abs(labels) % V).at[3].set(V)
+  log_p, grad = jax.value_and_grad(
+      lambda h: jnp.sum(jnp.where(jnp.arange(N) == 3, 0.0,
+                                  jaxloss.linear_token_log_probs(h, w, labels, chunk_size=64))))(h)
+  assert np.isfinite(log_p)
+  np.testing.assert_array_equal(grad[3], 0.0)
+  assert np.isnan(jaxloss.linear_token_log_probs(h, w, labels, chunk_size=64)[3])
+  err, _ = checkify.checkify(lambda *a: jaxloss.linear_token_log_probs(*a),
+                             errors=checkify.user_checks)(h, w, labels)
+  with pytest.raises(checkify.JaxRuntimeError, match=str(V)):
+    err.throw()
+
+
+# ------------------------------------------------------------------- distillation
+
+DT = 12  # the teacher's hidden width
+
+
+def distillation_reference(hs, ws, ht, wt, divergence, beta, temperature, u, kept=None):
+  """float64 per-token divergence and the closed-form gradients of Σ u·D (student hidden,
+  weight), and, for the JSD, d/dβ = KL(q ‖ m) − KL(p ‖ m)."""
+  hs, ws, ht, wt, u = (np.asarray(x, np.float64) for x in (hs, ws, ht, wt, u))
+  kept = np.ones(hs.shape[0], bool) if kept is None else kept
+  zs, zt = hs @ ws / temperature, ht @ wt / temperature
+  lp, lq = zs - _logsumexp(zs)[:, None], zt - _logsumexp(zt)[:, None]
+  p, q = np.exp(lp), np.exp(lq)
+  d_beta = np.zeros(hs.shape[0])
+  if divergence == "forward_kl" or (divergence == "jsd" and beta == 0):
+    value = np.sum(q * (lq - lp), axis=1)
+    g = p - q  # cross-entropy's gradient
+  elif divergence == "reverse_kl" or (divergence == "jsd" and beta == 1):
+    value = np.sum(p * (lp - lq), axis=1)
+    g = p * (lp - lq - value[:, None])  # p ⊙ (g − ⟨p, g⟩), g = log p − log q + 1
+  else:
+    lm = np.log((1 - beta) * p + beta * q)
+    kq, kp = np.sum(q * (lq - lm), axis=1), np.sum(p * (lp - lm), axis=1)
+    value = beta * kq + (1 - beta) * kp
+    g = (1 - beta) * p * (lp - lm - kp[:, None])  # the terms through m cancel
+    d_beta = kq - kp
+  g = (u * kept)[:, None] * g / temperature
+  return np.where(kept, value, 0.0), g @ ws.T, hs.T @ g, np.sum(u * kept * d_beta)
+
+
+def _distillation_problem(rng):
+  (hs, ws, _), _, u = _problem(rng)
+  ht = jnp.asarray(rng.normal(size=(N, DT)), jnp.float32)
+  wt = jnp.asarray(rng.normal(size=(DT, V)) / np.sqrt(DT) * 3.0, jnp.float32)
+  return hs, ws, ht, wt, u
+
+
+@pytest.mark.parametrize("divergence,betas", [("jsd", (0.3, 0.0, 1.0)), ("forward_kl", (0.5,)),
+                                              ("reverse_kl", (0.5,))])
+def test_distillation_matches_float64_reference(rng, divergence, betas):
+  hs, ws, ht, wt, u = _distillation_problem(rng)
+  kept = np.ones(N, bool)
+  kept[[2, 9]] = False
+  ht_nan = ht.at[2].set(jnp.nan)  # a dropped token: no NaN may leak
+
+  def objective(hs, ws, ht, wt, beta, t):
+    value = jaxloss.linear_distillation_loss(hs, ws, ht, wt, divergence=divergence, beta=beta,
+                                             temperature=t, where=jnp.asarray(kept),
+                                             chunk_size=64, token_chunk_size=7)
+    return jnp.sum(u * value), value
+
+  for beta in betas:  # one compilation: β is traced
+    (_, value), grads = jax.value_and_grad(objective, (0, 1, 2, 3, 4, 5), has_aux=True)(
+        hs, ws, ht_nan, wt, jnp.float32(beta), jnp.float32(TEMP))
+    ref = distillation_reference(hs, ws, ht, wt, divergence, beta, TEMP, u, kept)
+    assert_close(value, ref[0], rtol=2e-5)
+    assert_close(grads[0], ref[1], rtol=1e-4)
+    assert_close(grads[1], ref[2], rtol=1e-4)
+    for g in grads[2:4]:  # the teacher is not differentiated
+      np.testing.assert_array_equal(g, 0.0)
+    assert_close(grads[4], ref[3], rtol=1e-4, atol=1e-5)
+
+    def total(t, beta=beta):  # the temperature: central differences of the float64 value
+      return np.sum(np.float64(u) * distillation_reference(hs, ws, ht, wt, divergence, beta, t,
+                                                           u, kept)[0])
+    assert_close(grads[5], (total(TEMP + 1e-6) - total(TEMP - 1e-6)) / 2e-6, rtol=1e-3)
+  # The explicit logits through jaxloss.generalized_jsd give the same numbers.
+  if divergence == "jsd":
+    explicit = jaxloss.generalized_jsd(hs @ ws, ht @ wt, beta=betas[-1], temperature=TEMP)
+    assert_close(value, np.where(kept, explicit, 0.0), rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(2, 4), (4, 2)], ids=["2x4", "4x2"])
+def test_distillation_on_a_mesh_matches_unsharded(rng, shape):
+  mesh = Mesh(np.array(jax.devices()[:8]).reshape(shape), ("data", "model"))
+  hs, ws, ht, wt, u = _distillation_problem(rng)
+
+  def run(**kwargs):
+    return jax.value_and_grad(lambda hs, ws: jnp.sum(u * jaxloss.linear_distillation_loss(
+        hs, ws, ht, wt, beta=0.4, chunk_size=16, token_chunk_size=5, **kwargs)), (0, 1))(hs, ws)
+
+  (value, grads), (ref_value, ref_grads) = run(mesh=mesh), run()
+  assert_close(value, ref_value)
+  for got, want in zip(grads, ref_grads):
+    assert_close(got, want, rtol=1e-4)
+
+
+def test_memory_of_fused_log_probs_and_distillation_is_tiled():
+  # Compiled only: at N=2048, V=65536 neither keeps an (N, V) float32 array (512 MiB), only
+  # a few (T, c) = (2048, 4096) float32 tiles (32 MiB each: 3 for the entropy's, 4 for two
+  # heads' divergence).
+  n, d, v = 2048, 64, 65536
+  f32 = jnp.float32
+  h, w = jax.ShapeDtypeStruct((n, d), f32), jax.ShapeDtypeStruct((d, v), f32)
+  y = jax.ShapeDtypeStruct((n,), jnp.int32)
+
+  def log_probs(h, w, y):
+    log_p, entropy = jaxloss.linear_token_log_probs(h, w, y, return_entropy=True)
+    return jnp.sum(log_p + entropy)
+
+  def distill(h, w):
+    return jnp.sum(jaxloss.linear_distillation_loss(h, w, h, w))
+
+  for fn, specs in ((log_probs, (h, w, y)), (distill, (h, w))):
+    compiled = jax.jit(jax.value_and_grad(fn, (0, 1))).lower(*specs).compile()
+    assert compiled.memory_analysis().temp_size_in_bytes < n * v * 4 / 3
+
+
+# ------------------------------------------------------------------- bad input, docs
+
+
 @pytest.mark.parametrize("call,error,match", [
     (lambda h, w, y: lsce(h, w[:-1], y), ValueError, r"hidden.shape=\(24, 16\).*weight.shape"),
     (lambda h, w, y: lsce(h, w, y[:-1]), ValueError, r"hidden.shape.*labels.shape=\(23,\)"),
@@ -283,11 +578,25 @@ def test_vocab_parallel_indivisible_vocabulary_names_both_numbers(rng):
     (lambda h, w, y: lsce(h, w, y.astype(jnp.float32)), TypeError, "labels"),
     (lambda h, w, y: lsce(y[:, None], w[:1], y), TypeError, "hidden"),
     (lambda h, w, y: lsce(h, w, y, chunk_size=0), ValueError, "chunk_size"),
+    (lambda h, w, y: lsce(h, w, y, token_chunk_size=-2), ValueError, "token_chunk_size"),
+    (lambda h, w, y: lsce(h, w, y, reduction="avg"), ValueError, r"reduction=\.\.\.\)"),
     (lambda h, w, y: lsce(h, w, y, z_loss=-1.0), ValueError, r"z_loss=\.\.\.\) must be >= 0"),
     (lambda h, w, y: lsce(h, w, y, label_smoothing=1.5), ValueError, "label_smoothing"),
     (lambda h, w, y: lsce(h, w, y, logit_soft_cap=0.0), ValueError, "logit_soft_cap"),
+    (lambda h, w, y: jaxloss.linear_token_log_probs(h, w, y, temperature=0.0), ValueError,
+     "temperature"),
+    (lambda h, w, y: jaxloss.linear_distillation_loss(h, w, h, w, divergence="kl"), ValueError,
+     "divergence"),
+    (lambda h, w, y: jaxloss.linear_distillation_loss(h, w, h[:-1], w), ValueError,
+     r"teacher_hidden.shape=\(23, 16\)"),
+    (lambda h, w, y: jaxloss.linear_distillation_loss(h, w, h, w, beta=1.5), ValueError, "beta"),
 ])
 def test_bad_input_raises(rng, call, error, match):
   (h, w, _), labels, _ = _problem(rng)
   with pytest.raises(error, match=match):
     call(h, w, jnp.abs(labels) % V)
+
+
+def test_docstring_examples():
+  result = doctest.testmod(large_vocab, optionflags=doctest.NORMALIZE_WHITESPACE)
+  assert result.attempted > 0 and result.failed == 0
