@@ -480,7 +480,7 @@ def class_inputs(fn: str, x: jax.typing.ArrayLike, axis: int, *,
 
 class ProbabilityInputs(NamedTuple):
   """Two same-shaped class-axis arrays checked by :func:`probability_inputs`."""
-  dtype: jnp.dtype        # the first array's own dtype: the dtype the loss returns
+  dtype: jnp.dtype        # result_dtype of both arrays: the dtype the loss returns
   x: jax.Array            # the first array (logits, log-predictions) in the compute dtype
   y: jax.Array            # the second (probabilities, log-probabilities) in the same dtype
   axis: int               # the class axis, non-negative
@@ -499,7 +499,7 @@ def probability_inputs(fn: str, x: jax.typing.ArrayLike, y: jax.typing.ArrayLike
                      f"{x_name}.shape={xa.shape} and {y_name}.shape={ya.shape}")
   axis = canonical_axis(fn, axis, xa.ndim, name=x_name)
   _, (xc, yc) = upcast(xa, ya)
-  return ProbabilityInputs(xa.dtype, xc, yc, axis,
+  return ProbabilityInputs(result_dtype(xa, ya), xc, yc, axis,
                            class_mask(fn, where, xc, axis, name=x_name))
 
 

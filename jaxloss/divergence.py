@@ -2,7 +2,8 @@
 targets.
 
 Both take log-predictions and same-shaped targets with the classes along ``axis`` and return
-their shape without that axis, in the log-predictions' dtype (bf16/fp16 computed in float32).
+their shape without that axis, in ``jnp.result_type`` of the two (bf16/fp16 computed in
+float32).
 One closed-form derivative (``jax.custom_jvp``, forward and reverse mode), ``_kl``, carries
 both: it stores one array of the inputs' size, a = log t − log q, which the gradient
 overwrites in place, and holds every t = 0 term at exactly 0 (0·log 0 = 0).
@@ -96,7 +97,7 @@ def kl_divergence(log_predictions: ArrayLike, targets: ArrayLike, axis: int = -1
       contribute exactly 0 to the value and the gradient.
 
   Returns:
-    The divergence, ``S`` without ``axis``, in the log-predictions' dtype.
+    The divergence, ``S`` without ``axis``, in ``jnp.result_type`` of both inputs.
 
   Gradient (a ``custom_jvp``): d/d(log q_c) = −t_c, finite everywhere;
   d/dt_c = log t_c + 1 − log q_c.
@@ -136,7 +137,7 @@ def kl_divergence_with_log_targets(log_predictions: ArrayLike, log_targets: Arra
     where: optional boolean mask of shape ``S`` (or ``S`` without ``axis``).
 
   Returns:
-    The divergence, ``S`` without ``axis``, in the log-predictions' dtype.
+    The divergence, ``S`` without ``axis``, in ``jnp.result_type`` of both inputs.
 
   Gradient (a ``custom_jvp``): d/d(log q_c) = −t_c; d/d(log t_c) = t_c (log t_c − log q_c + 1).
 

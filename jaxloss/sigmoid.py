@@ -4,7 +4,7 @@ sigmoid focal loss.
 Every loss is elementwise: ``logits`` (or ``probs``) and ``labels`` have the same shape (a
 scalar label is allowed) and the result has that shape. Labels are 0/1 or probabilities in
 [0, 1], integer or floating (as optax). bf16/fp16 inputs are computed in float32 and returned in
-the logits' dtype.
+``jnp.result_type`` of the floating inputs (bf16 logits with float32 labels give float32).
 
 Two closed-form derivatives (``jax.custom_jvp``, forward and reverse mode), ``_sigmoid_xent``
 and ``_sigmoid_focal``, share one ``e = exp(−|x|)``: it gives σ(x) = 1/(1 + e) or e/(1 + e),
@@ -154,7 +154,7 @@ def sigmoid_binary_cross_entropy(logits: ArrayLike, labels: ArrayLike, *,
       broadcasting against the trailing axes of ``logits`` (per class: shape (C,)).
 
   Returns:
-    The elementwise loss, shape ``S``, in the logits' dtype.
+    The elementwise loss, shape ``S``, in ``jnp.result_type`` of the floating inputs.
 
   Gradient (a ``custom_jvp``): d/dx = (1 − y)σ(x) − w·y·(1 − σ(x)), which is σ(x) − y for
   w = 1; d/dy = w·softplus(−x) − softplus(x).
@@ -194,7 +194,7 @@ def binary_cross_entropy(probs: ArrayLike, labels: ArrayLike) -> jax.Array:
     labels: 0/1 labels or probabilities, integer or floating, shape ``S`` (or a scalar).
 
   Returns:
-    The elementwise loss, shape ``S``, in the probabilities' dtype.
+    The elementwise loss, shape ``S``, in ``jnp.result_type`` of the floating inputs.
 
   Gradient: d/dp = (p − y)/(p(1 − p)); the terms with a zero coefficient are skipped
   (0·log 0 = 0), so the gradient is finite at p = 0 with y = 0 and at p = 1 with y = 1.
@@ -240,7 +240,7 @@ def sigmoid_focal_loss(logits: ArrayLike, labels: ArrayLike, *, alpha: ArrayLike
     gamma: focusing exponent γ >= 0 (traced); γ = 0 is the cross-entropy.
 
   Returns:
-    The elementwise loss, shape ``S``, in the logits' dtype.
+    The elementwise loss, shape ``S``, in ``jnp.result_type`` of the floating inputs.
 
   Gradient (a ``custom_jvp``): with w = (1 − p_t)^γ and CE = −log p_t,
   d/dx = α_t [γ w (1 − 2y) σ(1 − σ)/(1 − p_t)·CE + w (σ − y)].

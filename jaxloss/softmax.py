@@ -3,7 +3,8 @@ smoothing, and the integer-label losses NLL and softmax focal loss.
 
 Every loss here takes an array with the classes along ``axis`` (any int axis, so ``axis=1``
 serves (N, C, H, W) segmentation maps without a transpose) and returns its shape without that
-axis. bf16/fp16 inputs are computed in float32 and returned in the input's dtype.
+axis. bf16/fp16 inputs are computed in float32; the result has ``jnp.result_type`` of the
+floating inputs (bf16 logits with float32 labels give float32, as optax).
 
 One closed-form derivative (``jax.custom_jvp``, forward and reverse mode) carries the
 cross-entropies, ``_softmax_xent``: Σ_j t_j (lse − x_j) + a·(lse − x_y), whose gradient in the
@@ -203,7 +204,7 @@ def softmax_cross_entropy(logits: ArrayLike, labels: ArrayLike, axis: int = -1,
     class_weights: optional (C,) weights, PyTorch's ``weight`` with probability targets.
 
   Returns:
-    The loss, ``S`` without ``axis``, in the logits' dtype.
+    The loss, ``S`` without ``axis``, in ``jnp.result_type`` of both inputs.
 
   Gradient (a ``custom_jvp``): d/dx_j = (Σ_c w_c y'_c)·p_j − w_j y'_j, which is
   softmax − labels for plain one-hot labels.
@@ -330,7 +331,7 @@ def poly_loss_cross_entropy(logits: ArrayLike, labels: ArrayLike, *, epsilon: Ar
       are taken out of the softmax and the sums.
 
   Returns:
-    The loss, ``S`` without ``axis``, in the logits' dtype.
+    The loss, ``S`` without ``axis``, in ``jnp.result_type`` of both inputs.
 
   Gradient: d/dx_j = (Σ_c y_c) p_j − y_j + ε (p_j Σ_c y_c p_c − y_j p_j).
 

@@ -564,3 +564,41 @@ def test_huber_fast_forward_equals_the_select_form(delta):
   np.testing.assert_array_equal(np.isnan(fast), np.isnan(ref))
   assert_close(fast[:-1], ref[:-1], atol=0)
   assert_close(rule[:-1], ref[:-1], atol=0)
+
+
+# ---------------------------------------------------------------- output dtype rule
+
+_MIXED_DTYPE_LOSSES = [
+    ("softmax_cross_entropy", "probs"),
+    ("poly_loss_cross_entropy", "probs"),
+    ("kl_divergence", "probs"),
+    ("kl_divergence_with_log_targets", "log_probs"),
+    ("sigmoid_binary_cross_entropy", "binary"),
+    ("sigmoid_focal_loss", "binary"),
+    ("binary_cross_entropy", "binary"),
+]
+
+
+@pytest.mark.parametrize("name,kind", _MIXED_DTYPE_LOSSES)
+@pytest.mark.parametrize("x_dtype,y_dtype", [(jnp.bfloat16, jnp.float32),
+                                             (jnp.float32, jnp.bfloat16),
+                                             (jnp.bfloat16, jnp.bfloat16)])
+def test_output_dtype_is_the_result_type_of_the_floating_inputs(rng, name, kind, x_dtype,
+                                                                y_dtype):
+  x = _logits(rng, (2, 3))
+  if name.startswith("kl"):
+    x = jax.nn.log_softmax(x)
+  if name == "binary_cross_entropy":
+    x = jax.nn.sigmoid(x)
+  y = {"probs": _probs(rng, (2, 3)), "log_probs": jax.nn.log_softmax(_logits(rng, (2, 3))),
+       "binary": f32(rng.integers(0, 2, (2, 3)))}[kind]
+  out = getattr(jaxloss, name)(x.astype(x_dtype), y.astype(y_dtype))
+  with jax.numpy_dtype_promotion("standard"):
+    expected = jnp.result_type(x_dtype, y_dtype)
+  assert out.dtype == expected
+
+
+def test_smooth_labels_keeps_the_labels_dtype():
+  y = jnp.eye(3, dtype=jnp.bfloat16)
+  assert jaxloss.smooth_labels(y, 0.1).dtype == jnp.bfloat16
+  assert jaxloss.smooth_labels(y, jnp.float32(0.1)).dtype == jnp.bfloat16
