@@ -16,6 +16,8 @@ import pkgutil
 import re
 import types
 
+import jaxloss
+
 # The order of the families on the API index (modules found but not listed here follow, sorted),
 # and a page title for each. Modules that define no function of their own (``classification``
 # only gathers the softmax, sigmoid and divergence families) get no page.
@@ -48,8 +50,6 @@ SKIP = {"conftest"}
 
 def family_modules() -> list[types.ModuleType]:
   """The public modules of jaxloss that define public functions, in the index's order."""
-  import jaxloss
-
   names = [m.name for m in pkgutil.iter_modules(jaxloss.__path__)
            if not m.name.startswith("_") and m.name not in SKIP]
   order = {name: i for i, name in enumerate(FAMILIES)}
@@ -72,8 +72,6 @@ def public_functions(module: types.ModuleType) -> list[str]:
 
 def documented_name(module: types.ModuleType, name: str) -> str:
   """``jaxloss.<name>`` where the package exports this very function, else its module path."""
-  import jaxloss
-
   if name in jaxloss.__all__ and getattr(jaxloss, name) is getattr(module, name):
     return f"jaxloss.{name}"
   return f"{module.__name__}.{name}"

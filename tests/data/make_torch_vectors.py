@@ -1,22 +1,36 @@
-"""Regenerates ``torch_reference_extra.json``: PyTorch reference cases for the losses jaxloss
-added after the shared vectors (same format as ``torch_reference.json``, see its README).
+"""Regenerates the PyTorch (and Keras) reference files of tests/data/.
 
-Run with PyTorch installed (CPU is enough; torch is not a test dependency)::
+- ``torch_reference_extra.json``: PyTorch reference cases for the losses jaxloss added after the
+  shared vectors (same format as ``torch_reference.json``, see its README). Every case is
+  computed in float64 with ``reduction="none"``; ``grad`` is d(sum of loss) / d(inputs[0]).
+- ``torch_reduced.json``: the value of each PyTorch row of the "Coming from PyTorch" guide
+  (``docs/guides.py``: ``F.cross_entropy(logits, labels, weight=w)`` with its default
+  reduction, ``"sum"``, ``"batchmean"``, ``torchvision.ops``' box losses ...), evaluated from the
+  row's own source text on its named inputs in float64, with those inputs; and the names of the
+  losses of ``torch.nn.functional`` and ``torchvision.ops``, so that the test sees a loss
+  without a row.
+- ``keras_reference.json``: the same for the guide's Keras rows (Keras 3 on its torch backend,
+  ``floatx`` float64), written when Keras is installed.
 
-    pip install torch numpy && python tests/data/make_torch_vectors.py
+Run with PyTorch installed (CPU is enough; none of these is a test dependency)::
 
-Every case is computed in float64 with ``reduction="none"``; ``grad`` is d(sum of loss) /
-d(inputs[0]).
+    pip install torch torchvision keras numpy && python tests/data/make_torch_vectors.py
 """
 
+import importlib.util
 import json
+import os
 import pathlib
+import sys
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 OUT = pathlib.Path(__file__).with_name("torch_reference_extra.json")
+REDUCED_OUT = pathlib.Path(__file__).with_name("torch_reduced.json")
+KERAS_OUT = pathlib.Path(__file__).with_name("keras_reference.json")
+GUIDES = pathlib.Path(__file__).resolve().parents[2] / "docs" / "guides.py"
 
 
 def _case(name, function, inputs, kwargs=None, note="", reduction=True):
@@ -35,7 +49,7 @@ def _case(name, function, inputs, kwargs=None, note="", reduction=True):
 
 def main():
   r = np.random.default_rng(20261201)
-  pm1 = lambda *shape: r.choice([-1.0, 1.0], size=shape)  # noqa: E731
+  pm1 = lambda *shape: r.choice([-1.0, 1.0], size=shape)
   cases = []
   for margin in (0.0, 0.5):
     cases.append(_case(f"margin_ranking.margin{margin}", "margin_ranking_loss",
@@ -82,5 +96,93 @@ def main():
   print(f"wrote {len(cases)} cases to {OUT}")
 
 
+def _guides():
+  spec = importlib.util.spec_from_file_location("guides", GUIDES)
+  module = importlib.util.module_from_spec(spec)
+  sys.modules["guides"] = module  # dataclasses look their module up while it executes
+  spec.loader.exec_module(module)  # numpy only: no jax needed here
+  return module
+
+
+def _stored_inputs(guides, rows):
+  return {name: {k: {"dtype": str(v.dtype), "data": v.tolist()}
+                 for k, v in guides.make_inputs(name).items()}
+          for name in sorted({row.inputs for row in rows})}
+
+
+def _evaluate(rows, guides, namespace, to_tensor, to_list):
+  values = []
+  for row in rows:
+    inputs = {k: to_tensor(v) for k, v in guides.make_inputs(row.inputs).items()}
+    value = eval(row.other, {**namespace, **inputs})
+    values.append({"call": row.other, "inputs": row.inputs, "value": to_list(value)})
+  return values
+
+
+def _import_torchvision():
+  """torchvision; where its compiled operators do not load (PyPI's wheel links CUDA builds of
+  torch's libraries, absent beside a CPU-only torch), its pure-Python ``ops`` (the box and
+  focal losses used here, written on torch operations) without the package's ``__init__``."""
+  import importlib.metadata
+  import types
+
+  try:
+    import torchvision
+    return torchvision, torchvision.__version__
+  except (ImportError, OSError, RuntimeError):
+    for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+      del sys.modules[name]
+  spec = importlib.util.find_spec("torchvision")
+  package = types.ModuleType("torchvision")
+  package.__path__ = list(spec.submodule_search_locations)
+  sys.modules["torchvision"] = package
+  import torchvision.ops
+  version = importlib.metadata.version("torchvision")
+  return package, f"{version} (torchvision.ops alone: its compiled operators did not load)"
+
+
+def reduced():
+  """Writes torch_reduced.json (and keras_reference.json where Keras is installed)."""
+  torchvision, torchvision_version = _import_torchvision()
+  guides = _guides()
+  namespace = {"F": F, "torch": torch, "torchvision": torchvision}
+  to_tensor = torch.from_numpy  # float64 and int64, as numpy made them
+  to_list = lambda x: x.detach().numpy().tolist()
+  special = {"cross_entropy", "binary_cross_entropy", "binary_cross_entropy_with_logits",
+             "kl_div", "cosine_similarity"}
+  data = {
+      "generator": f"tests/data/make_torch_vectors.py (reduced), torch {torch.__version__}, "
+                   f"torchvision {torchvision_version}",
+      "functional_losses": sorted(n for n in dir(F) if n.endswith("_loss") or n in special),
+      "torchvision_losses": sorted(n for n in dir(torchvision.ops) if n.endswith("_loss")
+                                   and callable(getattr(torchvision.ops, n))  # not the modules
+                                   and not isinstance(getattr(torchvision.ops, n), type(os))),
+      "inputs": _stored_inputs(guides, guides.TORCH_ROWS),
+      "rows": _evaluate(guides.TORCH_ROWS, guides, namespace, to_tensor, to_list),
+  }
+  REDUCED_OUT.write_text(json.dumps(data, indent=1))
+  print(f"wrote {len(data['rows'])} rows to {REDUCED_OUT}")
+
+  os.environ.setdefault("KERAS_BACKEND", "torch")
+  try:
+    import keras
+  except ImportError:
+    print("keras is not installed: keras_reference.json left as it is")
+    return
+  keras.config.set_floatx("float64")
+  data = {
+      "generator": f"tests/data/make_torch_vectors.py (reduced), keras {keras.__version__} "
+                   f"({keras.backend.backend()} backend, float64)",
+      "losses": sorted(n for n in dir(keras.losses)
+                       if n[0].islower() and n not in {"get", "serialize", "deserialize"}),
+      "inputs": _stored_inputs(guides, guides.KERAS_ROWS),
+      "rows": _evaluate(guides.KERAS_ROWS, guides, {"keras": keras}, lambda x: x,
+                        lambda x: np.asarray(keras.ops.convert_to_numpy(x)).tolist()),
+  }
+  KERAS_OUT.write_text(json.dumps(data, indent=1))
+  print(f"wrote {len(data['rows'])} rows to {KERAS_OUT}")
+
+
 if __name__ == "__main__":
   main()
+  reduced()
