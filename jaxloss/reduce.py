@@ -78,8 +78,39 @@ def reduce(losses: jax.typing.ArrayLike, reduction: str = "mean", *,
     ...     jaxloss.softmax_cross_entropy_with_integer_labels(x, labels), where=labels != -100)
     >>> print(f"{loss(logits):.4f}")
     0.2413
-    >>> print(jax.grad(loss)(logits)[1])
+    >>> print(jnp.abs(jax.grad(loss)(logits)[1]))  # the padded row gets no gradient
     [0. 0. 0.]
+
+  PyTorch's reductions (the "Coming from PyTorch" guide has one row per loss):
+    ``reduction="mean"`` with ``ignore_index`` and a class ``weight``: the mean divides by the
+    summed weight of the kept labels, so pass the labels' weights to ``reduce`` and keep the
+    loss unweighted. ``reduce(loss)`` alone would count the ignored rows in the denominator.
+
+    >>> logits = jnp.array([[2.0, 0.5, -1.0], [0.3, 0.2, 0.1], [0.0, 1.0, 3.0],
+    ...                     [1.0, 1.0, 1.0]])
+    >>> labels = jnp.array([0, -100, 1, 2])
+    >>> w = jnp.array([1.0, 2.0, 0.5])  # F.cross_entropy(logits, labels, weight=w)
+    >>> ce = jaxloss.softmax_cross_entropy_with_integer_labels(logits, labels, ignore_index=-100)
+    >>> print(f"{jaxloss.reduce(ce, where=labels != -100, weights=w[labels]):.4f}")
+    1.4658
+    >>> print(f"{jaxloss.reduce(ce):.4f}")  # not PyTorch's mean: the ignored row counts
+    0.8774
+
+    ``reduction="sum"`` (with ``weight``: ``class_weights=`` on the loss, as PyTorch's
+    ``"none"`` weights each row):
+
+    >>> weighted = jaxloss.softmax_cross_entropy_with_integer_labels(
+    ...     logits, labels, ignore_index=-100, class_weights=w)
+    >>> print(f"{jaxloss.reduce(weighted, 'sum'):.4f}")
+    5.1303
+
+    ``kl_div(..., reduction="batchmean")``: ``kl_divergence`` sums over the classes and the mean
+    over the rows is ``reduce``'s default.
+
+    >>> log_q = jax.nn.log_softmax(logits)
+    >>> p = jax.nn.softmax(jnp.flip(logits, axis=-1))
+    >>> print(f"{jaxloss.reduce(jaxloss.kl_divergence(log_q, p)):.4f}")
+    1.1645
   """
   fn = "reduce"
   if reduction not in _REDUCTIONS:
