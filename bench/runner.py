@@ -111,7 +111,7 @@ def _jax_call(compiled: Any, sets: Sequence[Sequence[Any]]) -> Callable[[int], N
 def _torch_calls(torch: Any, fn: Callable[..., Any], sets: Sequence[Sequence[Any]],
                  argnums: tuple[int, ...]) -> tuple[dict[str, Callable[[int], None]], float]:
   """Forward and forward+backward callables of ``fn(F, *tensors).mean()``, and its value."""
-  F = torch.nn.functional  # noqa: N806  (the usual name)
+  F = torch.nn.functional
   sync = torch.cuda.synchronize if jax.default_backend() == "gpu" else (lambda: None)
 
   def tensor(x: jax.Array, grad: bool) -> Any:

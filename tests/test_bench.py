@@ -34,7 +34,7 @@ def test_optax_references_agree_with_jaxloss_at_the_test_size():
   # The bench compares like with like: each optax reference gives jaxloss's mean (the runner
   # notes a disagreement beyond VALUE_RTOL; here it fails). Which names are timed is the
   # registry's (tests/test_registry.py checks every public name has an entry).
-  import optax  # noqa: PLC0415
+  import optax
 
   for name, spec in specs.SPECS.items():
     label, reference = spec.optax or ("optax", getattr(optax.losses, name, None))

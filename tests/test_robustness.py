@@ -27,7 +27,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 import jaxloss
 from _reference import assert_close, entries, f32, value_and_grad_of_sum
 from bench import registry
-from bench.registry import N, C, np_log_softmax, np_masked_logsumexp
+from bench.registry import C, N, np_log_softmax, np_masked_logsumexp
 
 BY_NAME = registry.BY_NAME
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
+import jaxloss
 from _reference import entries, trace_count
 from bench.registry import N
 
@@ -28,7 +29,7 @@ def _in_axes(entry, args):
 
 
 def _example(args, axes, i):
-  return tuple(a[i] if ax == 0 else a for a, ax in zip(args, axes))
+  return tuple(a[i] if ax == 0 else a for a, ax in zip(args, axes, strict=True))
 
 
 PER_EXAMPLE = entries("vmap_over_examples", losses_only=False,
@@ -115,6 +116,18 @@ def test_new_values_and_hyperparameters_do_not_retrace(entry):
       lambda hyper, *a: jnp.mean(fn(*a, **{**kwargs, **hyper})), n=1))
   step(_floats(kwargs), *first)
   step(halved, *second)
+
+
+def test_the_trace_counter_sees_a_retrace():
+  # The no-retrace test is only as good as its counter: a new static value (p) re-traces.
+  fn = jaxloss.multi_margin_loss
+  s, y = jnp.zeros((3, 7), jnp.float32), jnp.zeros((3,), jnp.int32)  # a shape of its own
+  fn(s, y, p=1, margin=1.0)
+  traces = trace_count(fn)
+  fn(s, y, p=1, margin=0.5)
+  assert trace_count(fn) == traces
+  fn(s, y, p=2, margin=0.5)
+  assert trace_count(fn) == traces + 1
 
 
 @pytest.mark.parametrize("entry", entries("second_derivatives", losses_only=False,
