@@ -564,24 +564,34 @@ def _row_cross_entropy(logits: jax.Array, target: jax.Array, keep_rows: jax.Arra
   return loss if keep_rows is None else jnp.where(keep_rows, loss, jnp.zeros((), loss.dtype))
 
 
+def _masked_logsumexp(logits: jax.Array, axis: int, keep: jax.Array | None) -> jax.Array:
+  """The (B, B) matrix's log-sum-exp along ``axis`` over the kept entries; a dropped line
+  across it is replaced by zeros first (finite, and zeroed by the caller)."""
+  if keep is None:
+    return _logsumexp(logits, axis)
+  x = jnp.where(jnp.expand_dims(keep, 1 - axis), logits, -jnp.inf)
+  return _logsumexp(jnp.where(jnp.expand_dims(keep, axis), x, jnp.zeros((), x.dtype)), axis)
+
+
 def _clip_scale(scale: jax.Array) -> jax.Array:
   """min(t, 100) with derivative 1 up to 100 (included) and 0 beyond."""
   return jnp.where(scale > CLIP_MAX_LOGIT_SCALE, jnp.asarray(CLIP_MAX_LOGIT_SCALE, scale.dtype),
                    scale)
 
 
-def _clip_rows(img: jax.Array, txt: jax.Array, img_all: jax.Array, txt_all: jax.Array,
-               scale: jax.Array, target: jax.Array,
+def _clip_rows(logits_img: jax.Array, logits_txt: jax.Array, target: jax.Array,
                keep: jax.Array | None, keep_all: jax.Array | None) -> jax.Array:
-  """Per local pair i: ½(CE of image i over all texts + CE of text i over all images)."""
-  t = _clip_scale(scale)
-  # The scale goes into an operand of the product, not onto its result: XLA:CPU contracts
-  # t·dot − max into a fused multiply-add, whose unrounded product differs from the rounded
-  # max by ~1e23 at logits of 1e31 (e^{−1e23} = 0 for every entry: log 0).
-  logits_img = (t * img) @ txt_all.T
-  logits_txt = (t * txt) @ img_all.T
+  """Per local pair i: ½(CE of image i over all texts + CE of text i over all images), from
+  the local images' (B_local, B) and the local texts' (B_local, B) logits."""
   return 0.5 * (_row_cross_entropy(logits_img, target, keep, keep_all)
                 + _row_cross_entropy(logits_txt, target, keep, keep_all))
+
+
+def _scaled_dot(scale: jax.Array, a: jax.Array, b: jax.Array) -> jax.Array:
+  """scale · a bᵀ, the scale applied to an operand of the product, not to its result: XLA:CPU
+  contracts scale·dot − max (in a log-sum-exp) into a fused multiply-add, whose unrounded
+  product differs from the rounded max by ~1e23 at logits of 1e31 (e^{−1e23} = 0: log 0)."""
+  return (scale * a) @ b.T
 
 
 def _supcon_rows(logits: jax.Array, labels: jax.Array, labels_all: jax.Array, index: jax.Array,
@@ -700,7 +710,7 @@ def supervised_contrastive_loss(embeddings: ArrayLike, labels: ArrayLike, *,
   out, z, y, keep = _supcon_inputs(fn, embeddings, labels, where)
   tau = jnp.asarray(temperature, z.dtype)
   ratio = tau / jnp.asarray(base_temperature, z.dtype)
-  logits = (z / tau) @ z.T  # the scale in an operand (see _clip_rows)
+  logits = _scaled_dot(1 / tau, z, z)
   index = jnp.arange(z.shape[0], dtype=jnp.int32)
   return _supcon_rows(logits, y, y, index, keep, keep, ratio).astype(out)
 
@@ -750,7 +760,7 @@ def info_nce_loss(queries: ArrayLike, keys: ArrayLike, *, temperature: ArrayLike
   tau = jnp.asarray(temperature, q.dtype)
   n, d = q.shape
   if negatives is None:
-    logits = (q / tau) @ k.T  # the scale in an operand (see _clip_rows)
+    logits = _scaled_dot(1 / tau, q, k)
     return _row_cross_entropy(logits, jnp.arange(n), None, None).astype(out)
   neg = _numerics.check_floating(fn, "negatives", negatives)
   if not ((neg.ndim == 2 and neg.shape[1] == d) or (neg.ndim == 3 and neg.shape[0] == n
@@ -760,7 +770,7 @@ def info_nce_loss(queries: ArrayLike, keys: ArrayLike, *, temperature: ArrayLike
   dtype = _compute_dtype(q, neg)
   out = _out_dtype(jnp.zeros((), out), neg)
   q, k, neg = q.astype(dtype), k.astype(dtype), neg.astype(dtype)
-  q = q / tau
+  q = q / tau  # the scale in an operand of the products (see _scaled_dot)
   positive = jnp.sum(q * k, axis=1, keepdims=True)
   negative = q @ neg.T if neg.ndim == 2 else jnp.einsum("nd,nmd->nm", q, neg)
   logits = jnp.concatenate([positive, negative], axis=1)
@@ -817,9 +827,13 @@ def clip_loss(image_embeddings: ArrayLike, text_embeddings: ArrayLike, *, logit_
                                text_embeddings)
   keep = _batch_mask(fn, where, img.shape[0])
   img, txt = _zero_masked(img, keep), _zero_masked(txt, keep)
-  t = _scalar(fn, "logit_scale", logit_scale, img.dtype)
-  target = jnp.arange(img.shape[0])
-  return _clip_rows(img, txt, img, txt, t, target, keep, keep).astype(out)
+  logits = _scaled_dot(_clip_scale(_scalar(fn, "logit_scale", logit_scale, img.dtype)), img, txt)
+  # Both directions from one matrix: log-sum-exp along its rows and along its columns (no
+  # transposed copy), minus the diagonal.
+  diagonal = jnp.diagonal(logits)
+  loss = 0.5 * ((_masked_logsumexp(logits, 1, keep) - diagonal)
+                + (_masked_logsumexp(logits, 0, keep) - diagonal))
+  return (loss if keep is None else jnp.where(keep, loss, jnp.zeros((), loss.dtype))).astype(out)
 
 
 @_numerics.loss_jit(bounds={"logit_scale": _NONNEGATIVE})
@@ -949,16 +963,17 @@ def sharded_clip_loss(image_embeddings: ArrayLike, text_embeddings: ArrayLike, *
   _shards(fn, mesh, batch_axis, n)
   keep = _batch_mask(fn, where, n)
   img, txt = _zero_masked(img, keep), _zero_masked(txt, keep)
-  t = _scalar(fn, "logit_scale", logit_scale, img.dtype)
+  t = _clip_scale(_scalar(fn, "logit_scale", logit_scale, img.dtype))
   if n == 0:  # nothing to shard (an all-gather of no rows does not lower)
-    return _clip_rows(img, txt, img, txt, t, jnp.zeros((0,), jnp.int32), keep, keep).astype(out)
+    return jnp.zeros((0,), out)
   keep = jnp.ones((n,), jnp.bool_) if keep is None else keep
 
   def local(img: jax.Array, txt: jax.Array, keep: jax.Array, t: jax.Array) -> jax.Array:
     b = img.shape[0]
     target = lax.axis_index(batch_axis) * b + jnp.arange(b, dtype=jnp.int32)
-    return _clip_rows(img, txt, _gather(img, batch_axis), _gather(txt, batch_axis), t, target,
-                      keep, _gather(keep, batch_axis))
+    logits_img = _scaled_dot(t, img, _gather(txt, batch_axis))
+    logits_txt = _scaled_dot(t, txt, _gather(img, batch_axis))
+    return _clip_rows(logits_img, logits_txt, target, keep, _gather(keep, batch_axis))
 
   rows = P(batch_axis)
   loss = jax.shard_map(local, mesh=mesh, in_specs=(P(batch_axis, None), P(batch_axis, None),
@@ -1021,7 +1036,7 @@ def sharded_supervised_contrastive_loss(embeddings: ArrayLike, labels: ArrayLike
             ratio: jax.Array) -> jax.Array:
     b = z.shape[0]
     index = lax.axis_index(batch_axis) * b + jnp.arange(b, dtype=jnp.int32)
-    logits = (z / tau) @ _gather(z, batch_axis).T
+    logits = _scaled_dot(1 / tau, z, _gather(z, batch_axis))
     return _supcon_rows(logits, y, _gather(y, batch_axis), index, keep,
                         _gather(keep, batch_axis), ratio)
 
