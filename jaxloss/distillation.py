@@ -22,7 +22,7 @@ bf16/fp16 logits are computed in float32; the result has the promoted dtype of t
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -111,10 +111,11 @@ def _through_softmax(side: _Side, g: jax.Array, axis: int) -> jax.Array:
   return pg - _times(side.p, jnp.sum(pg, axis, keepdims=True), side.zero)
 
 
-def _tangent(axis: int, t: jax.Array, dt, parts) -> jax.Array:
+def _tangent(axis: int, t: jax.Array, dt: Any,
+             parts: tuple[tuple[jax.Array, _Side, Any], ...]) -> jax.Array:
   """Σ over ``parts`` = ((G, side, dx), ...) of Σ_j G_j (dx_j − s_j dt) / t: the logits
   enter as u = x / t, and by shift invariance (Σ_j G_j = 0) u may be the shifted s."""
-  tangent = 0.0
+  tangent = jnp.zeros((), t.dtype)
   for grad_u, side, dx in parts:
     if _numerics.nonzero(dx):
       tangent = tangent + jnp.sum(grad_u * dx, axis)
@@ -127,7 +128,7 @@ def _tangent(axis: int, t: jax.Array, dt, parts) -> jax.Array:
 # The divergences (custom_jvp cores on the raw logits and the temperature).
 # --------------------------------------------------------------------------------------------
 
-def _kl_value(axis, a: _Side, b: _Side):
+def _kl_value(axis: int, a: _Side, b: _Side) -> tuple[jax.Array, jax.Array]:
   """KL(a ‖ b) = Σ a (log a − log b), 0 where a = 0; also returns log a − log b."""
   diff = a.log_p - b.log_p
   return jnp.sum(_times(a.p, diff, a.zero), axis), diff
@@ -141,7 +142,8 @@ def _reverse_kl(axis: int, x: jax.Array, y: jax.Array, t: jax.Array,
 
 
 @functools.partial(_reverse_kl.defjvp, symbolic_zeros=True)
-def _reverse_kl_jvp(axis, primals, tangents):
+def _reverse_kl_jvp(axis: int, primals: tuple[Any, ...], tangents: tuple[Any, ...]
+                    ) -> tuple[jax.Array, jax.Array]:
   x, y, t, mask = primals
   dx, dy, dt, _ = tangents
   p, q = _log_softmax(x, t, mask, axis), _log_softmax(y, t, mask, axis)
@@ -159,7 +161,8 @@ def _forward_kl(axis: int, x: jax.Array, y: jax.Array, t: jax.Array,
 
 
 @functools.partial(_forward_kl.defjvp, symbolic_zeros=True)
-def _forward_kl_jvp(axis, primals, tangents):
+def _forward_kl_jvp(axis: int, primals: tuple[Any, ...], tangents: tuple[Any, ...]
+                    ) -> tuple[jax.Array, jax.Array]:
   x, y, t, mask = primals
   dx, dy, dt, _ = tangents
   p, q = _log_softmax(x, t, mask, axis), _log_softmax(y, t, mask, axis)
@@ -170,7 +173,9 @@ def _forward_kl_jvp(axis, primals, tangents):
                                        (_through_softmax(q, b, axis), q, dy)))
 
 
-def _jsd_parts(axis, x, y, t, mask, beta):
+def _jsd_parts(axis: int, x: jax.Array, y: jax.Array, t: jax.Array, mask: jax.Array | None,
+               beta: jax.Array
+               ) -> tuple[_Side, _Side, jax.Array, jax.Array, jax.Array, jax.Array]:
   p, q = _log_softmax(x, t, mask, axis), _log_softmax(y, t, mask, axis)
   # log m = log((1 − β) p + β q), a logaddexp of the two log-probabilities (TRL's logsumexp).
   m = _Side(jnp.logaddexp(p.log_p + jnp.log1p(-beta), q.log_p + jnp.log(beta)), p.p, p.zero,
@@ -189,7 +194,8 @@ def _mixture_jsd(axis: int, x: jax.Array, y: jax.Array, t: jax.Array, mask: jax.
 
 
 @functools.partial(_mixture_jsd.defjvp, symbolic_zeros=True)
-def _mixture_jsd_jvp(axis, primals, tangents):
+def _mixture_jsd_jvp(axis: int, primals: tuple[Any, ...], tangents: tuple[Any, ...]
+                     ) -> tuple[jax.Array, jax.Array]:
   x, y, t, mask, beta = primals
   dx, dy, dt, _, dbeta = tangents
   p, q, kl_q, a_q, kl_p, a_p = _jsd_parts(axis, x, y, t, mask, beta)
@@ -212,7 +218,8 @@ def _total_variation(axis: int, x: jax.Array, y: jax.Array, t: jax.Array,
 
 
 @functools.partial(_total_variation.defjvp, symbolic_zeros=True)
-def _total_variation_jvp(axis, primals, tangents):
+def _total_variation_jvp(axis: int, primals: tuple[Any, ...], tangents: tuple[Any, ...]
+                         ) -> tuple[jax.Array, jax.Array]:
   x, y, t, mask = primals
   dx, dy, dt, _ = tangents
   p, q = _log_softmax(x, t, mask, axis), _log_softmax(y, t, mask, axis)

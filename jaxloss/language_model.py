@@ -21,6 +21,7 @@ rounded maximum, an error of half an ulp of x / T, which is e^(1e23) = inf at lo
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -51,7 +52,8 @@ def _softmax_parts(x: jax.Array, t: jax.Array, axis: int
   return shifted, log_z, p, x > -jnp.inf
 
 
-def _scaled_tangent(grad_u, shifted, finite, dx, dt, t, axis):
+def _scaled_tangent(grad_u: jax.Array, shifted: jax.Array, finite: jax.Array, dx: jax.Array,
+                    dt: Any, t: jax.Array, axis: int) -> jax.Array:
   """Σ_j G_j (dx_j − u_j dt) / t for G = dV/du, u = x / t; by shift invariance (Σ_j G_j = 0)
   u_j may be the shifted s_j, which is finite wherever G_j can be nonzero."""
   s0 = jnp.where(finite, shifted, jnp.zeros_like(shifted))
@@ -69,7 +71,8 @@ def _label_log_softmax(axis: int, x: jax.Array, t: jax.Array, index: jax.Array) 
 
 
 @functools.partial(_label_log_softmax.defjvp, symbolic_zeros=True)
-def _label_log_softmax_jvp(axis, primals, tangents):
+def _label_log_softmax_jvp(axis: int, primals: tuple[Any, ...], tangents: tuple[Any, ...]
+                           ) -> tuple[jax.Array, jax.Array]:
   x, t, index = primals
   dx, dt, _ = tangents
   shifted, log_z, p, finite = _softmax_parts(x, t, axis)
@@ -102,7 +105,8 @@ def _entropy(axis: int, x: jax.Array, t: jax.Array) -> jax.Array:
 
 
 @functools.partial(_entropy.defjvp, symbolic_zeros=True)
-def _entropy_jvp(axis, primals, tangents):
+def _entropy_jvp(axis: int, primals: tuple[Any, ...], tangents: tuple[Any, ...]
+                 ) -> tuple[jax.Array, jax.Array]:
   x, t = primals
   dx, dt = tangents
   h, p, surprisal, shifted, finite = _entropy_terms(x, t, axis)

@@ -22,6 +22,7 @@ guarded derivatives.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -48,8 +49,8 @@ KL_ESTIMATORS = ("k1", "k2", "k3")
 def _same_shape_inputs(fn: str, names: Sequence[str], values: Sequence[ArrayLike]
                        ) -> tuple[jnp.dtype, list[jax.Array]]:
   """Checks floating arrays of one shape; returns (result dtype, arrays in the compute dtype)."""
-  arrays = [_numerics.check_floating(fn, n, v) for n, v in zip(names, values)]
-  for name, a in zip(names[1:], arrays[1:]):
+  arrays = [_numerics.check_floating(fn, n, v) for n, v in zip(names, values, strict=True)]
+  for name, a in zip(names[1:], arrays[1:], strict=True):
     if a.shape != arrays[0].shape:
       raise ValueError(f"{fn}: `{names[0]}` and `{name}` must have the same shape, got "
                        f"{names[0]}.shape={arrays[0].shape} and {name}.shape={a.shape}")
@@ -325,7 +326,8 @@ def _odds_ratio_term(a: jax.Array, b: jax.Array) -> jax.Array:
 
 
 @_odds_ratio_term.defjvp
-def _odds_ratio_term_jvp(primals, tangents):
+def _odds_ratio_term_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]
+                         ) -> tuple[jax.Array, jax.Array]:
   (a, b), (da, db) = primals, tangents
   # With q = 1 − eˣ (computed as −expm1(x), exact near 0) and σ(−L) = q_a e^b / (q_a e^b +
   # q_b e^a): d/da = −σ(−L)/q_a = −1/D and d/db = σ(−L)/q_b = (q_a/q_b)/D, D = q_a + e^(a−b) q_b.
@@ -462,7 +464,8 @@ def kto_loss(policy: ArrayLike, reference: ArrayLike, desirable: ArrayLike, *,
 # Policy-gradient objectives (per token).
 # --------------------------------------------------------------------------------------------
 
-def _surrogate_parts(delta, adv, low, high):
+def _surrogate_parts(delta: jax.Array, adv: jax.Array, low: jax.Array, high: jax.Array
+                     ) -> tuple[jax.Array, jax.Array, jax.Array]:
   ratio = jnp.exp(delta)
   # The unclipped branch of min(r·A, clip(r)·A) is the smaller one: r < 1 + ε_h when A > 0,
   # r > 1 − ε_l when A < 0. At the kinks (r = 1 + ε_h with A > 0, r = 1 − ε_l with A < 0)
@@ -481,7 +484,8 @@ def _clipped_surrogate(delta: jax.Array, adv: jax.Array, low: jax.Array,
 
 
 @_clipped_surrogate.defjvp
-def _clipped_surrogate_jvp(primals, tangents):
+def _clipped_surrogate_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]
+                           ) -> tuple[jax.Array, jax.Array]:
   delta, adv, low, high = primals
   d_delta, d_adv, d_low, d_high = tangents
   ratio, unclipped, clipped = _surrogate_parts(delta, adv, low, high)
@@ -498,7 +502,9 @@ def _clipped_surrogate_jvp(primals, tangents):
   return -adv * chosen, tangent
 
 
-def _policy_inputs(fn, log_probs, old_log_probs, advantages):
+def _policy_inputs(fn: str, log_probs: ArrayLike, old_log_probs: ArrayLike,
+                   advantages: ArrayLike
+                   ) -> tuple[jnp.dtype, jax.Array, jax.Array, jax.Array]:
   lp = _numerics.check_floating(fn, "log_probs", log_probs)
   old = _numerics.check_floating(fn, "old_log_probs", old_log_probs)
   if old.shape != lp.shape:

@@ -5,8 +5,6 @@ masked sums); derivatives are written from the maths: d log p_y / dx = (onehot â
 dH/dx = âˆ’p (log p + H) / T.
 """
 
-import doctest
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,7 +14,6 @@ from scipy.special import logsumexp
 
 import jaxloss
 from _reference import assert_close
-from jaxloss import language_model
 
 B, T, V = 2, 3, 7
 TEMP = 0.7
@@ -67,7 +64,7 @@ def test_token_log_probs_gradient_is_onehot_minus_softmax_over_t(rng):
 def test_token_log_probs_forward_mode_matches_reverse(rng):
   x, y = f32(_logits(rng)), _labels(rng)
   direction = f32(rng.normal(size=x.shape))
-  fn = lambda v: jnp.sum(jaxloss.token_log_probs(v, y))  # noqa: E731
+  fn = lambda v: jnp.sum(jaxloss.token_log_probs(v, y))
   _, tangent = jax.jvp(fn, (x,), (direction,))
   assert_close(tangent, np.sum(np.asarray(jax.grad(fn)(x), np.float64) * direction), rtol=1e-4)
 
@@ -98,7 +95,7 @@ def test_token_log_probs_bad_and_ignored_labels():
                                            jaxloss.token_log_probs(v, y, ignore_index=-100),
                                            0.0)))(f32(x))
   np.testing.assert_array_equal(g[:3], 0.0)  # bad labels: NaN value, zero gradient
-  fn = lambda v: jaxloss.token_log_probs(v, y, ignore_index=-100)  # noqa: E731
+  fn = lambda v: jaxloss.token_log_probs(v, y, ignore_index=-100)
   err, _ = checkify.checkify(fn, errors=checkify.user_checks)(f32(x))
   with pytest.raises(checkify.JaxRuntimeError,
                      match=rf"token_log_probs: every label in `labels` must be in \[0, {V}\), "
@@ -235,7 +232,3 @@ def test_float64_agrees_with_the_formulas_to_rounding(rng):
   np.testing.assert_allclose(out, np.take_along_axis(lp, y[..., None], -1)[..., 0], rtol=1e-12)
   np.testing.assert_allclose(h, -np.sum(np.exp(lp) * lp, -1), rtol=1e-12)
 
-
-def test_docstring_examples():
-  result = doctest.testmod(language_model, optionflags=doctest.NORMALIZE_WHITESPACE)
-  assert result.attempted > 0 and result.failed == 0
