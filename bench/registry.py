@@ -132,6 +132,9 @@ KINDS: dict[str, Kind] = {
                     "advantages (and an (N, T) mask); per-token values (N, T)"),
     "groups": Kind("(N,) rewards and (N,) integer group ids: statistics across the batch; "
                    "values of shape (N,)", loss=False, per_example=False),
+    # representation learning (issue 16)
+    "contrast": Kind("embeddings (N, D) contrasted across the batch (each row's loss depends on "
+                     "every example's embedding); a loss of shape (N,)", per_example=False),
 }
 
 # The shared tests an entry can opt out of (``optout`` keys), and where each one lives.
@@ -589,9 +592,9 @@ large_vocab = functools.partial(
                                   "blocks of tokens instead",
             "masked_classes": "`where` masks tokens, not classes: no class can be masked out "
                               "of its softmax (test_where_and_ignore_index_drop_every_token)",
-            "second_derivatives": "a custom_vjp: test_large_vocab checks its Hessian-vector "
-                                  "products (reverse over reverse) against those of the "
-                                  "explicit-logits loss; check_grads here costs ~15 s a loss"})
+            "second_derivatives": "a custom_vjp whose Hessians test_large_vocab checks "
+                                  "reverse-over-reverse in float32; in float64 under strict "
+                                  "promotion its int64 positions meet int32 labels"})
 
 
 def _margin_grad(dloss_dm):
@@ -817,6 +820,218 @@ PER_PAIR = ("per-pair arithmetic on log-probabilities already computed (O(N) ele
             "the logits-level cost is token_log_probs', which is timed")
 PER_TOKEN = ("per-token arithmetic on log-probabilities already computed (elementwise over "
              "(N, T)); the logits-level cost is token_log_probs', which is timed")
+
+
+# --------------------------------------------------------------------------------------------
+# Representation learning (issue 16): builders, numpy gradients, naive bench references.
+# --------------------------------------------------------------------------------------------
+
+def _np_unit(x):
+  x = np.asarray(x, np.float64)
+  return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def _np_softmax(x, axis=-1):
+  e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+  return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def _margin_inputs(s: Sampler, n, d, c, k=1):
+  """Embeddings (n, d), class weights (c·k, d) (k sub-centers per class), labels (n,)."""
+  return s.normal(n, d), s.normal(c * k, d), s.integers(n, high=c)
+
+
+def _unit_rows(x):
+  x32 = x.astype(jnp.float32)
+  return (x32 / jnp.linalg.norm(x32, axis=-1, keepdims=True)).astype(x.dtype)
+
+
+def _contrast_pair(s: Sampler, n, d):
+  """Two L2-normalised (n, d) embeddings, row i of each a positive pair."""
+  return _unit_rows(s.normal(n, d)), _unit_rows(s.normal(n, d))
+
+
+def _contrast_labels(s: Sampler, n, d):
+  return _unit_rows(s.normal(n, d)), s.integers(n, high=3)
+
+
+def _batch_mesh():
+  from jax.sharding import Mesh  # noqa: PLC0415
+  return Mesh(np.array(jax.devices()[:8]), ("data",))
+
+
+def _margin_softmax_grad(x, w, y, scale, psi):
+  """d/dx of −log softmax(s·z)_y, z_y = ψ(cos θ_y): Σ_j g_j (ŵ_j − cos_j x̂)/‖x‖."""
+  xh, wh = _np_unit(x), _np_unit(w)
+  cos = xh @ wh.T
+  rows = np.arange(len(x))
+  value, deriv = psi(cos[rows, y])
+  z = cos.copy()
+  z[rows, y] = value
+  g = scale * _np_softmax(scale * z)
+  g[rows, y] -= scale
+  g[rows, y] *= deriv
+  return (g @ wh - np.sum(g * cos, -1, keepdims=True) * xh) / np.linalg.norm(x, axis=-1,
+                                                                             keepdims=True)
+
+
+def _arcface_grad(x, w, y, scale=64.0, margin=0.5, easy_margin=False):
+  def psi(c):  # cos(θ + m) = c cos m − sin θ sin m; insightface's fallback past θ = π − m
+    sin = np.sqrt(1 - c * c)
+    fall = c <= 0 if easy_margin else c <= np.cos(np.pi - margin)
+    return (np.where(fall, c if easy_margin else c - margin * np.sin(margin),
+                     c * np.cos(margin) - sin * np.sin(margin)),
+            np.where(fall, 1.0, np.cos(margin) + c * np.sin(margin) / sin))
+  return _margin_softmax_grad(x, w, y, scale, psi)
+
+
+def _cosface_grad(x, w, y, scale=64.0, margin=0.35):
+  return _margin_softmax_grad(x, w, y, scale, lambda c: (c - margin, np.ones_like(c)))
+
+
+def _supcon_grad(z, y, temperature=0.1, base_temperature=0.07, **unused):
+  """d/dz of Σ_i L_out: dℓ_i/dL_ia = (τ/τ_b)(softmax over a ≠ i − [a ∈ P(i)]/|P(i)|)."""
+  del unused
+  z = np.asarray(z, np.float64)
+  n = len(z)
+  logits = z @ z.T / temperature
+  others = ~np.eye(n, dtype=bool)
+  pos = others & (y[:, None] == y[None, :])
+  npos = pos.sum(1, keepdims=True)
+  soft = _np_softmax(np.where(others, logits, -np.inf))
+  g = np.where(npos > 0, temperature / base_temperature * (soft - pos / np.maximum(npos, 1)),
+               0.0)
+  return (g + g.T) @ z / temperature
+
+
+def _info_nce_grad(q, k, temperature=0.1, **unused):
+  """d/dq with in-batch negatives: (softmax(q kᵀ/τ) − I) k / τ."""
+  del unused
+  q, k = np.asarray(q, np.float64), np.asarray(k, np.float64)
+  return (_np_softmax(q @ k.T / temperature) - np.eye(len(q))) @ k / temperature
+
+
+def _clip_grad(x, y, logit_scale, **unused):
+  """d/dx: t·(½(P − I) + ½(Q − I)) y, P and Q the row and column softmax of t·x yᵀ."""
+  del unused
+  x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+  t = min(logit_scale, 100.0)
+  logits, eye = t * x @ y.T, np.eye(len(x))
+  return t * (0.5 * (_np_softmax(logits, 1) - eye) + 0.5 * (_np_softmax(logits, 0) - eye)) @ y
+
+
+def _siglip_grad(x, y, logit_scale, logit_bias, **unused):
+  """d/dx: t·G y with G = −z σ(−z L), L = t·x yᵀ + b, z = 2I − 1."""
+  del unused
+  x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+  z = 2 * np.eye(len(x)) - 1
+  u = -z * (logit_scale * x @ y.T + logit_bias)
+  return logit_scale * (-z / (1 + np.exp(-u))) @ y
+
+
+def _naive_margin_logits(x, w, y, scale, target):
+  xh = x / jnp.linalg.norm(x, axis=-1, keepdims=True)
+  wh = w / jnp.linalg.norm(w, axis=-1, keepdims=True)
+  cos = jnp.clip(xh @ wh.T, -1.0, 1.0)
+  onehot = jax.nn.one_hot(y, w.shape[0], dtype=bool)
+  return scale * jnp.where(onehot, target(cos), cos)
+
+
+def _naive_arcface(x, w, y, scale=64.0, margin=0.5):
+  import optax  # noqa: PLC0415  (the bench extra; imported where the reference is used)
+
+  def target(c):  # insightface's ArcFace logit, cos-addition with its fallback
+    phi = c * jnp.cos(margin) - jnp.sqrt(1.0 - c * c) * jnp.sin(margin)
+    return jnp.where(c > jnp.cos(jnp.pi - margin), phi, c - margin * jnp.sin(margin))
+  return optax.losses.softmax_cross_entropy_with_integer_labels(
+      _naive_margin_logits(x, w, y, scale, target), y)
+
+
+def _naive_cosface(x, w, y, scale=64.0, margin=0.35):
+  import optax  # noqa: PLC0415
+  return optax.losses.softmax_cross_entropy_with_integer_labels(
+      _naive_margin_logits(x, w, y, scale, lambda c: c - margin), y)
+
+
+def _naive_info_nce(q, k, temperature=0.1):
+  import optax  # noqa: PLC0415
+  return optax.losses.softmax_cross_entropy_with_integer_labels(q @ k.T / temperature,
+                                                                jnp.arange(q.shape[0]))
+
+
+def _naive_clip(x, y, logit_scale):
+  import optax  # noqa: PLC0415
+  logits = jnp.minimum(logit_scale, 100.0) * x @ y.T
+  labels = jnp.arange(x.shape[0])
+  ce = optax.losses.softmax_cross_entropy_with_integer_labels
+  return 0.5 * (ce(logits, labels) + ce(logits.T, labels))
+
+
+def _naive_siglip(x, y, logit_scale, logit_bias):
+  import optax  # noqa: PLC0415
+  logits = logit_scale * x @ y.T + logit_bias
+  return jnp.sum(optax.losses.sigmoid_binary_cross_entropy(
+      logits, jnp.eye(x.shape[0], dtype=logits.dtype)), axis=-1)
+
+
+def _unsharded(name):
+  """The unsharded jaxloss loss as the reference of its sharded form (the mesh dropped)."""
+  def reference(*args, mesh=None, **kwargs):
+    del mesh
+    import jaxloss  # noqa: PLC0415
+    return getattr(jaxloss, name)(*args, **kwargs)
+  return (f"jaxloss.{name}, unsharded", reference)
+
+
+def _margin_kink(c_target):
+  """An embedding exactly along (c = 1) or against (c = −1) its class weight: the cosine's own
+  gradient (ŵ − c x̂)/‖x‖ is 0 there, so the target term drops out whatever dψ/dc is, and the
+  gradient is the other classes' softmax terms: s·p_j (ŵ_j − c_j x̂)."""
+  e = np.eye(4)
+  w = np.concatenate([e, -e[:1]])  # classes e0, e1, e2, e3, −e0
+  label = 0 if c_target > 0 else 1
+  x = c_target * e[label] * 2.0
+  return w, label, x
+
+
+def _margin_kink_grad(c_target, scale, psi_value):
+  w, label, x = _margin_kink(c_target)
+  xh = _np_unit(x)
+  cos = w @ xh
+  z = cos.copy()
+  z[label] = psi_value
+  p = _np_softmax(scale * z)
+  g = np.where(np.arange(len(w)) == label, 0.0, scale * p)
+  return [list((g @ w - np.sum(g * cos) * xh) / np.linalg.norm(x))]
+
+
+def _margin_kink_inputs(c_target):
+  w, label, x = _margin_kink(c_target)
+  return ([list(x)], [list(r) for r in w], [label])
+
+
+CONTRAST_OPTOUT = {
+    "nan_propagates": "the batch is coupled: example 0's embedding is in every row's softmax "
+                      "(or sum), so its NaN reaches every row, as the maths says",
+}
+SUPCON_OPTOUT = {
+    **CONTRAST_OPTOUT,
+    "extreme_predictions": "the similarities are dot products of the embeddings as given "
+                           "(normalised upstream, as in the reference code) with themselves: "
+                           "at |z| = 1e30 they overflow float32 (1e60) though the loss of equal "
+                           "rows is finite; test_contrastive checks similarities of ±1 at "
+                           "temperature 0.01",
+}
+MARGIN = {"test": {"n": N, "d": 4, "c": C}, "quick": {"n": 512, "d": 128, "c": 1000},
+          "full": {"n": 4096, "d": 256, "c": 10000}}
+SUBCENTERS = {size: {**dims, "k": 2} for size, dims in MARGIN.items()}
+CONTRAST = {"test": {"n": N, "d": C}, "quick": {"n": 512, "d": 128},
+            "full": {"n": 4096, "d": 256}}
+margin_classes = functools.partial(Loss, kind="class_int", make=_margin_inputs, sizes=MARGIN,
+                                   batch_argnums=(0, 2), label_argnum=2,
+                                   twice_differentiable=True)
+contrast = functools.partial(Loss, kind="contrast", make=_contrast_pair, sizes=CONTRAST,
+                             twice_differentiable=True, optout=CONTRAST_OPTOUT)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1061,6 +1276,62 @@ LOSSES: list[Loss] = [
          masked_reference=functools.partial(_np_divergence, "tv"),
          optax=("jax softmax composition", _naive_total_variation),
          torch=lambda F, s, t: 0.5 * (F.softmax(s, -1) - F.softmax(t, -1)).abs().sum(-1)),
+    # ---------------------------------------------------------------- representation (issue 16)
+    margin_classes("margin_softmax_loss", kwargs={"scale": 16.0, "m1": 1.2, "m2": 0.3, "m3": 0.1},
+                   bench_kwargs={"m1": 1.0, "m2": 0.3, "m3": 0.2},
+                   bounds={"scale": (0.0, -1.0), "m1": (0.0, -1.0), "m2": (-0.1, 4.0),
+                           "m3": (-0.1,)}),
+    margin_classes("arcface_loss", kwargs={"scale": 16.0, "margin": 0.4}, bench_kwargs={},
+                   bounds={"scale": (0.0,), "margin": (-0.1, 4.0)}, grad=_arcface_grad,
+                   kinks=(Kink(_margin_kink_inputs(1.0), _margin_kink_grad(1.0, 16.0, np.cos(0.4)),
+                               {"scale": 16.0, "margin": 0.4},
+                               "cos θ_y = 1: dψ/dc (unbounded) is taken at the neighbouring float; "
+                               "d cos/dx = 0 there, so only the other classes' terms remain"),),
+                   optax=("optax CE on insightface's ArcFace logits", _naive_arcface)),
+    margin_classes("cosface_loss", kwargs={"scale": 16.0, "margin": 0.3}, bench_kwargs={},
+                   bounds={"scale": (0.0,), "margin": (-0.1,)}, grad=_cosface_grad,
+                   optax=("optax CE on CosFace logits", _naive_cosface)),
+    # SphereFace's margin is >= 1: 3.0 halved (the no-re-tracing test) stays inside.
+    margin_classes("sphereface_loss", kwargs={"scale": 16.0, "margin": 3.0},
+                   bench_kwargs={"margin": 1.35}, bounds={"scale": (0.0,), "margin": (0.5,)},
+                   kinks=(Kink(_margin_kink_inputs(-1.0),
+                               _margin_kink_grad(-1.0, 16.0, np.cos(3 * np.pi) * -1 - 6),
+                               {"scale": 16.0, "margin": 3.0},
+                               "cos θ_y = −1, ψ(π) = (−1)³cos 3π − 6: d cos/dx = 0, so only the "
+                               "other classes' terms remain"),)),
+    margin_classes("subcenter_arcface_loss", sizes=SUBCENTERS,
+                   kwargs={"num_subcenters": 2, "scale": 16.0, "margin": 0.4},
+                   bench_kwargs={"num_subcenters": 2},
+                   bounds={"scale": (0.0,), "margin": (-0.1, 4.0)}),
+    contrast("supervised_contrastive_loss", make=_contrast_labels,
+             kwargs={"temperature": 0.2, "base_temperature": 0.1}, bench_kwargs={},
+             bounds={"temperature": (0.0, -1.0), "base_temperature": (0.0,)},
+             grad=_supcon_grad, optout=SUPCON_OPTOUT),
+    contrast("info_nce_loss", kwargs={"temperature": 0.2}, bench_kwargs={},
+             bounds={"temperature": (0.0, -1.0)}, grad=_info_nce_grad,
+             optax=("optax CE on q kᵀ/τ", _naive_info_nce)),
+    contrast("clip_loss", kwargs={"logit_scale": 5.0}, bench_kwargs={"logit_scale": 14.3},
+             bounds={"logit_scale": (-1.0,)}, grad=_clip_grad,
+             optax=("optax CE both ways", _naive_clip)),
+    contrast("siglip_loss", kwargs={"logit_scale": 5.0, "logit_bias": -2.0},
+             bench_kwargs={"logit_scale": 10.0, "logit_bias": -10.0},
+             bounds={"logit_scale": (-1.0,)}, unbounded=("logit_bias",), grad=_siglip_grad,
+             optax=("optax sigmoid BCE over all pairs", _naive_siglip)),
+    contrast("sharded_clip_loss", kwargs={"logit_scale": 5.0, "mesh": Deferred(_batch_mesh)},
+             bench_kwargs={"logit_scale": 14.3, "mesh": Deferred(_batch_mesh)},
+             bounds={"logit_scale": (-1.0,)}, grad=_clip_grad, optax=_unsharded("clip_loss")),
+    contrast("sharded_siglip_loss",
+             kwargs={"logit_scale": 5.0, "logit_bias": -2.0, "mesh": Deferred(_batch_mesh)},
+             bench_kwargs={"logit_scale": 10.0, "logit_bias": -10.0,
+                           "mesh": Deferred(_batch_mesh)},
+             bounds={"logit_scale": (-1.0,)}, unbounded=("logit_bias",), grad=_siglip_grad,
+             reverse_only=True, optax=_unsharded("siglip_loss")),
+    contrast("sharded_supervised_contrastive_loss", make=_contrast_labels,
+             kwargs={"temperature": 0.2, "base_temperature": 0.1, "mesh": Deferred(_batch_mesh)},
+             bench_kwargs={"mesh": Deferred(_batch_mesh)},
+             bounds={"temperature": (0.0, -1.0), "base_temperature": (0.0,)},
+             grad=_supcon_grad, optout=SUPCON_OPTOUT,
+             optax=_unsharded("supervised_contrastive_loss")),
 ]
 
 BY_NAME: dict[str, Loss] = {}
