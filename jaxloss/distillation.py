@@ -249,7 +249,9 @@ def generalized_jsd(student_logits: ArrayLike, teacher_logits: ArrayLike, *,
     \\qquad \\mathrm{KL}(q \\,\\|\\, p) \\ (\\beta = 0), \\qquad
     \\mathrm{KL}(p \\,\\|\\, q) \\ (\\beta = 1)
 
-  This is TRL's ``GKDTrainer.generalized_jsd_loss`` (TRL v0.11 onwards) before its reduction,
+  This is TRL's ``GKDTrainer.generalized_jsd_loss`` (the revision with ``labels`` and
+  ``reduction`` arguments; the endpoint convention is the same in every revision read) before
+  its reduction,
   and Agarwal et al.'s Eq. 1 with P = teacher, Q = student. At the endpoints TRL (and Liger's
   ``LigerFusedLinearJSD``) switch to the KL divergences, as here: β = 0 is the forward KL
   (mass-covering, :func:`jaxloss.kl_divergence` of the student's log-softmax against the

@@ -125,8 +125,10 @@ def dpo_loss(policy_chosen: ArrayLike, policy_rejected: ArrayLike, reference_cho
   apo_down      σ(βc) + σ(−βz)                              (σ(βc) + 1 − σ(β(c − r)))
   ============  ================================================================
 
-  These are the formulas of TRL's ``DPOTrainer.dpo_loss`` (TRL v0.13–v0.16, where the ten
-  types above coexist; the sorted-batch ``aot`` types and ``discopop`` are left out). Two
+  These are the formulas of TRL's ``DPOTrainer.dpo_loss``, followed from the revision of
+  ``trl/trainer/dpo_trainer.py`` that has the ten types above beside the sorted-batch ``aot``
+  and ``aot_pair`` types and ``discopop`` (left out here: they sort across the batch or take a
+  second temperature); its release number was not pinned from the sources read. Two
   choices follow TRL exactly: ``exo_pair`` replaces ε = 0 by 10⁻³ (log ε must be finite), and
   ``bco_pair``'s δ is the caller's ``bco_delta`` (TRL keeps a running mean of the batch's
   rewards β·c and β·r, detached: pass ``jax.lax.stop_gradient`` of yours). TRL computes
