@@ -139,7 +139,7 @@ def triplet_margin_loss(anchors: ArrayLike, positives: ArrayLike, negatives: Arr
   fn = "triplet_margin_loss"
   out, (a, p, n) = _numerics.floating_inputs(fn, ("anchors", "positives", "negatives"),
                                              (anchors, positives, negatives))
-  axis = _numerics.canonical_axis(fn, axis, a.ndim)
+  axis = _numerics.canonical_axis(fn, axis, a.ndim, name="anchors")
   eps = jnp.asarray(eps, a.dtype)
   q = jnp.asarray(norm_degree, a.dtype)
   return _triplet(lambda x, y: _distance(x, y, eps, q, axis), a, p, n, margin, swap).astype(out)
@@ -264,7 +264,7 @@ def contrastive_loss(x1: ArrayLike, x2: ArrayLike, same: ArrayLike, *, margin: A
   fn = "contrastive_loss"
   arrays = (_numerics.check_floating(fn, "x1", x1), _numerics.check_floating(fn, "x2", x2))
   _numerics.check_same_shape(fn, "x1", arrays[0], "x2", arrays[1], allow_scalar=False)
-  axis = _numerics.canonical_axis(fn, axis, arrays[0].ndim)
+  axis = _numerics.canonical_axis(fn, axis, arrays[0].ndim, name="x1")
   s = jnp.asarray(same)
   if s.dtype != jnp.bool_:
     s = _numerics.check_numeric(fn, "same", s)
@@ -446,7 +446,7 @@ def cosine_embedding_loss(x1: ArrayLike, x2: ArrayLike, labels: ArrayLike, *,
   """
   fn = "cosine_embedding_loss"
   out, (a, b) = _numerics.floating_inputs(fn, ("x1", "x2"), (x1, x2))
-  axis = _numerics.canonical_axis(fn, axis, a.ndim)
+  axis = _numerics.canonical_axis(fn, axis, a.ndim, name="x1")
   e = jnp.asarray(eps, a.dtype)
   # Two square roots, not one of the product: ‖x1‖²·‖x2‖² overflows long before either.
   cos = jnp.sum(a * b, axis) / (jnp.sqrt(jnp.sum(a * a, axis) + e)

@@ -237,27 +237,22 @@ def exponential_loss(scores: ArrayLike, labels: ArrayLike) -> jax.Array:
 # Multiclass.
 # --------------------------------------------------------------------------------------------
 
-def _class_inputs(fn: str, scores: ArrayLike, labels: ArrayLike, axis: int
+def _class_inputs(fn: str, scores: ArrayLike, labels: ArrayLike, axis: int,
+                  scores_name: str = "scores"
                   ) -> tuple[jnp.dtype, jax.Array, jax.Array, jax.Array, jax.Array]:
-  """Checks scores and integer labels; returns ``(out_dtype, s, y, one_hot, valid)``.
+  """Checks scores and integer labels (the shared class-axis checks); returns
+  ``(out_dtype, s, y, one_hot, valid)``.
 
-  ``s`` has the class axis last and the compute dtype; ``y`` is the label with bad labels
-  replaced by 0 (the caller makes their examples NaN, with a zero gradient, through ``valid``).
+  ``s`` has the class axis last and the compute dtype; ``y`` is the label clipped into range
+  (the caller makes the invalid rows NaN, with a zero gradient, through ``valid``).
   """
-  s = _numerics.check_floating(fn, "scores", scores)
-  y = _numerics.wide_labels(_numerics.check_integer(fn, "labels", labels))
-  axis = _numerics.canonical_axis(fn, axis, s.ndim)
-  s = jnp.moveaxis(s, axis, -1)
-  if y.shape != s.shape[:-1]:
-    raise ValueError(f"{fn}: `labels` must have the shape of `scores` without its class axis "
-                     f"{axis}, got scores.shape={jnp.shape(scores)} and labels.shape={y.shape}")
-  dtype = s.dtype
-  s = s.astype(_numerics.compute_dtype(s))
+  inputs = _numerics.class_inputs(fn, scores, axis, name=scores_name)
+  checked = _numerics.class_labels(fn, labels, inputs.x, inputs.axis, x_name=scores_name)
+  s = jnp.moveaxis(inputs.x, inputs.axis, -1)
+  y = jnp.squeeze(checked.index, inputs.axis)
   num_classes = s.shape[-1]
-  valid = _numerics.class_labels_valid(fn, "labels", y, num_classes)
-  y = jnp.where(valid, y, 0)
   one_hot = jax.lax.broadcasted_iota(y.dtype, y.shape + (num_classes,), y.ndim) == y[..., None]
-  return dtype, s, y, one_hot, valid
+  return inputs.dtype, s, y, one_hot, checked.valid
 
 
 def _label_score(s: jax.Array, y: jax.Array) -> jax.Array:
@@ -390,7 +385,7 @@ def multiclass_zero_one_loss(logits: ArrayLike, labels: ArrayLike, *, axis: int 
   """
   fn = "multiclass_zero_one_loss"
   logits = jax.lax.stop_gradient(jnp.asarray(logits))
-  dtype, s, y, _, valid = _class_inputs(fn, logits, labels, axis)
+  dtype, s, y, _, valid = _class_inputs(fn, logits, labels, axis, "logits")
   wrong = (jnp.argmax(s, axis=-1) != y).astype(s.dtype)
   wrong = jnp.where(jnp.any(jnp.isnan(s), axis=-1), jnp.nan, wrong)
   return _numerics.nan_where_invalid(wrong, valid).astype(dtype)
@@ -450,11 +445,8 @@ def multi_margin_loss(scores: ArrayLike, labels: ArrayLike, *, p: int = 1,
   h = h * (h / num_classes) if p == 2 else h / num_classes
   loss = jnp.sum(jnp.where(one_hot, jnp.zeros((), s.dtype), h), axis=-1)
   if class_weights is not None:
-    w = _numerics.check_numeric(fn, "class_weights", class_weights)
-    if w.shape != (num_classes,):
-      raise ValueError(f"{fn}: `class_weights` must have shape (C,) = ({num_classes},), got "
-                       f"class_weights.shape={w.shape} and scores.shape={jnp.shape(scores)}")
-    loss = loss * w.astype(s.dtype)[y]
+    w = _numerics.per_class(fn, "class_weights", class_weights, s, s.ndim - 1, x_name="scores")
+    loss = loss * w.reshape(-1)[y]
   return _numerics.nan_where_invalid(loss, valid).astype(dtype)
 
 
@@ -571,7 +563,7 @@ def categorical_hinge_loss(scores: ArrayLike, labels: ArrayLike, *, axis: int = 
   """
   fn = "categorical_hinge_loss"
   out, (s, y) = _numerics.floating_inputs(fn, ("scores", "labels"), (scores, labels))
-  axis = _numerics.canonical_axis(fn, axis, s.ndim)
+  axis = _numerics.canonical_axis(fn, axis, s.ndim, name="scores")
   pos = jnp.sum(y * s, axis=axis)
   others = (1.0 - y) * s
   k = jnp.argmax(others, axis=axis, keepdims=True)  # ties to the lowest index
