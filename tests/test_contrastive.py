@@ -2,7 +2,6 @@
 their sharded forms, against float64 numpy written from each paper's formula, with the
 gradients written from the maths (cos-addition for ArcFace, softmax − target for the rest)."""
 
-import doctest
 import functools
 
 import jax
@@ -628,8 +627,3 @@ def test_ring_siglip_temporary_memory_is_local_block_squared():
   block = b * b * 4
   assert ring <= 3 * block
   assert gathered >= 8 * block
-
-
-def test_docstring_examples():
-  result = doctest.testmod(contrastive, optionflags=doctest.NORMALIZE_WHITESPACE)
-  assert result.attempted > 0 and result.failed == 0
