@@ -474,7 +474,9 @@ def softmax_focal_loss(logits: ArrayLike, labels: ArrayLike, *, gamma: ArrayLike
     The loss, ``S`` without ``axis``, in the logits' dtype.
 
   Gradient: with u = 1 − p_y and CE = −log p_y, d/dx_j = α_y [u^γ (p_j − [j = y])
-  + γ u^(γ−1) p_y (p_j − [j = y]) CE]. u is computed as −expm1(log p_y), accurate near p_y = 1.
+  + γ u^(γ−1) p_y (p_j − [j = y]) CE]. u is computed from the other classes' mass,
+  Σ_{j≠y} p_j, accurate near p_y = 1 and for near-tied logits of any size
+  (``[[1e30, 1e30, 0]]``, label 0, γ = 1 gives ½ log 2).
 
   Edge cases:
     Finite values and gradients at γ = 0, 0 < γ < 1 and logit gaps of 1e4 or more, where
@@ -500,8 +502,17 @@ def softmax_focal_loss(logits: ArrayLike, labels: ArrayLike, *, gamma: ArrayLike
     per_class_alpha, alpha = alpha, None
   g = _gather(fn, x, labels, axis, x_name="logits", weights=per_class_alpha,
               weights_name="alpha")
-  log_p_y = g.value - jax.nn.logsumexp(x, axis)
-  u = -jnp.expm1(log_p_y)
+  # log p_y = (x_y − m) − log z and 1 − p_y = (Σ_{j≠y} e_j)/z with e = exp(x − m), z = Σ e:
+  # 1 − p_y from the other classes' mass, not −expm1(log p_y), which rounds to 0 for near-tied
+  # huge logits (lse − x_y loses its log 2 at 1e30). m is a constant of the loss (stopped).
+  m = jnp.max(x, axis, keepdims=True)
+  m = lax.stop_gradient(jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m)))
+  e = jnp.exp(x - m)
+  z = jnp.sum(e, axis)
+  iota = lax.broadcasted_iota(g.labels.index.dtype, x.shape, axis)
+  others = jnp.sum(jnp.where(iota == g.labels.index, jnp.zeros_like(e), e), axis)
+  log_p_y = (g.value - m.squeeze(axis)) - jnp.log(z)
+  u = others / z
   gamma = jnp.asarray(gamma, x.dtype)
   weight = _numerics.safe_where(u > 0, lambda v: v ** gamma, u, (gamma == 0).astype(x.dtype))
   loss = -weight * log_p_y

@@ -602,3 +602,46 @@ def test_smooth_labels_keeps_the_labels_dtype():
   y = jnp.eye(3, dtype=jnp.bfloat16)
   assert jaxloss.smooth_labels(y, 0.1).dtype == jnp.bfloat16
   assert jaxloss.smooth_labels(y, jnp.float32(0.1)).dtype == jnp.bfloat16
+
+
+# ---------------------------------------------------------------- accuracy (issue 20)
+
+def _np_log_sigmoid(x):
+  x = np.asarray(x, np.float64)
+  return np.minimum(x, 0.0) - np.log1p(np.exp(-np.abs(x)))
+
+
+def test_sigmoid_cross_entropy_keeps_relative_accuracy_for_confident_correct_logits(rng):
+  x = np.concatenate([[10.0, 15.0, 50.0], rng.uniform(5.0, 80.0, 9)]).astype(np.float32)
+  x64 = x.astype(np.float64)
+  for sign, label in ((1.0, 1.0), (-1.0, 0.0)):
+    xs = sign * x
+    ref = -_np_log_sigmoid(x64)  # −log σ(|x|): the loss of the correct label
+    out = jaxloss.sigmoid_binary_cross_entropy(f32(xs), jnp.full(x.shape, label))
+    np.testing.assert_allclose(np.asarray(out, np.float64), ref, rtol=2e-6)
+    focal = jaxloss.sigmoid_focal_loss(f32(xs), jnp.full(x.shape, label), gamma=0.0)
+    np.testing.assert_allclose(np.asarray(focal, np.float64), ref, rtol=2e-6)
+
+
+def test_binary_cross_entropy_accurate_at_small_probabilities(rng):
+  p = np.concatenate([[3.15e-7], 10.0 ** rng.uniform(-12, -3, 7)]).astype(np.float32)
+  out = jaxloss.binary_cross_entropy(f32(p), jnp.zeros(p.shape))
+  np.testing.assert_allclose(np.asarray(out, np.float64), -np.log1p(-p.astype(np.float64)),
+                             rtol=2e-6)
+
+
+@pytest.mark.parametrize("label", [0.0, 1.0])
+def test_binary_cross_entropy_label_derivative_at_hard_labels(label):
+  p = np.array([0.3, 0.75, 0.01], np.float32)
+  grad = jax.grad(lambda y: jnp.sum(jaxloss.binary_cross_entropy(f32(p), y)))(
+      jnp.full(p.shape, label, jnp.float32))
+  p64 = p.astype(np.float64)
+  np.testing.assert_allclose(grad, np.log((1 - p64) / p64), rtol=1e-5)  # p = 0.3: 0.847
+
+
+def test_softmax_focal_near_tied_huge_logits():
+  x = f32([[1e30, 1e30, 0.0], [1e7, 1e7 + 1.0, 0.0]])
+  out = jaxloss.softmax_focal_loss(x, jnp.array([0, 0]), gamma=1.0)
+  # Row 0: p_y = ½; row 1: p_y = 1/(1 + e).
+  p = np.array([0.5, 1.0 / (1.0 + np.e)])
+  np.testing.assert_allclose(out, -(1.0 - p) * np.log(p), rtol=1e-5)
