@@ -22,6 +22,18 @@ from jaxloss import _numerics
 ArrayLike = jax.typing.ArrayLike
 
 
+def _clean_masked(lp: jax.Array, u: jax.Array, mask: jax.Array | None, log_targets: bool
+                  ) -> tuple[jax.Array, jax.Array]:
+  """Masked entries replaced by log q = 0 and a zero target before the divergence (the outer
+  half of a double ``where``, jax #1052): ±inf or 1e30 there then meets a zero cotangent as a
+  constant, so the gradient at masked entries is exactly 0."""
+  if mask is None:
+    return lp, u
+  empty = -jnp.inf if log_targets else 0.0
+  return (jnp.where(mask, lp, jnp.zeros_like(lp)),
+          jnp.where(mask, u, jnp.full_like(u, empty)))
+
+
 def _masked_sum(values: jax.Array, mask: jax.Array | None, axis: int) -> jax.Array:
   if mask is not None:
     values = jnp.where(mask, values, jnp.zeros_like(values))
@@ -38,7 +50,8 @@ def _kl_terms(log_targets: bool, lp: jax.Array, u: jax.Array) -> _KLTerms:
   """The terms from u = t, or u = log t if ``log_targets``."""
   zero = u == (-jnp.inf if log_targets else 0.0)
   log_t = u if log_targets else jnp.log(jnp.where(zero, jnp.ones_like(u), u))
-  a = jnp.where(zero, jnp.zeros_like(lp), log_t - lp)
+  # 0 at t = 0 (also where log q = −inf), but NaN where log q is NaN: NaN inputs propagate.
+  a = jnp.where(zero & ~jnp.isnan(lp), jnp.zeros_like(lp), log_t - lp)
   # exp(−inf) = 0 and a = 0 there: w·a is 0 at t = 0 without a select, so XLA's CPU reduction
   # fusion computes it inside the sum, from the one stored array a.
   return _KLTerms(zero, a, jnp.exp(u) if log_targets else u)
@@ -107,7 +120,9 @@ def kl_divergence(log_predictions: ArrayLike, targets: ArrayLike, axis: int = -1
     respect to the log-predictions stays finite there (the ``jnp.where`` trap of optax PR
     #1786: xlogy's gradient is NaN at 0). The derivative with respect to a zero target is −∞
     mathematically; here it is returned as 0 (the term is held at 0 where t = 0), so do not
-    differentiate with respect to targets that can be 0. NaN inputs propagate.
+    differentiate with respect to targets that can be 0. NaN inputs propagate, a NaN
+    log-prediction at a zero target included. Entries masked by ``where`` may hold anything
+    (±1e30, ±inf): value and gradient there are exactly 0.
 
   References:
     S. Kullback, R. A. Leibler, "On Information and Sufficiency", 1951;
@@ -122,6 +137,7 @@ def kl_divergence(log_predictions: ArrayLike, targets: ArrayLike, axis: int = -1
   dtype, lp, t, axis, mask = _numerics.probability_inputs(
       "kl_divergence", log_predictions, targets, axis, where, x_name="log_predictions",
       y_name="targets")
+  lp, t = _clean_masked(lp, t, mask, False)
   return _kl(False, lp, t, mask, axis).astype(dtype)
 
 
@@ -143,7 +159,8 @@ def kl_divergence_with_log_targets(log_predictions: ArrayLike, log_targets: Arra
 
   Edge cases:
     A target of log t = −inf contributes exactly 0 with zero gradients (optax gives NaN:
-    0·(−inf)). NaN inputs propagate.
+    0·(−inf)). NaN inputs propagate. Entries masked by ``where`` may hold anything (±1e30,
+    ±inf): value and gradient there are exactly 0.
 
   References:
     optax ``optax.losses.kl_divergence_with_log_targets``; PyTorch ``kl_div(log_target=True)``.
@@ -157,4 +174,5 @@ def kl_divergence_with_log_targets(log_predictions: ArrayLike, log_targets: Arra
   dtype, lp, lt, axis, mask = _numerics.probability_inputs(
       "kl_divergence_with_log_targets", log_predictions, log_targets, axis, where,
       x_name="log_predictions", y_name="log_targets")
+  lp, lt = _clean_masked(lp, lt, mask, True)
   return _kl(True, lp, lt, mask, axis).astype(dtype)

@@ -645,3 +645,31 @@ def test_softmax_focal_near_tied_huge_logits():
   # Row 0: p_y = ½; row 1: p_y = 1/(1 + e).
   p = np.array([0.5, 1.0 / (1.0 + np.e)])
   np.testing.assert_allclose(out, -(1.0 - p) * np.log(p), rtol=1e-5)
+
+
+# ---------------------------------------------------------------- KL edge cases (issue 14)
+
+def test_kl_nan_log_prediction_at_zero_target_propagates():
+  out = jaxloss.kl_divergence(f32([[jnp.nan, -0.69, -0.69]]), f32([[0.0, 0.5, 0.5]]))
+  assert np.isnan(out).all()
+
+
+@pytest.mark.parametrize("garbage", [1e30, -1e30, np.inf, -np.inf])
+@pytest.mark.parametrize("log_targets", [False, True])
+def test_kl_masked_garbage_gives_zero_gradients(rng, garbage, log_targets):
+  lp = jax.nn.log_softmax(_logits(rng, (3, 4)))
+  t = _probs(rng, (3, 4))
+  mask = jnp.array([[True, True, False, True], [True] * 4, [False] * 4])
+  lp_bad = jnp.where(mask, lp, garbage)
+  target = jnp.log(t) if log_targets else t
+  t_bad = jnp.where(mask, target, garbage)
+  fn = jaxloss.kl_divergence_with_log_targets if log_targets else jaxloss.kl_divergence
+  value, grads = jax.value_and_grad(lambda a, b: jnp.sum(fn(a, b, where=mask)), (0, 1))(
+      lp_bad, t_bad)
+  assert np.isfinite(value)
+  for g in grads:
+    assert np.isfinite(g).all()
+    np.testing.assert_array_equal(np.asarray(g)[~np.asarray(mask)], 0.0)
+  # Unmasked entries: d/dlog q = −t.
+  np.testing.assert_allclose(np.asarray(grads[0])[np.asarray(mask)],
+                             -np.asarray(t)[np.asarray(mask)], rtol=1e-5)
