@@ -187,6 +187,25 @@ def test_margin_softmax_hyperparameter_gradients(rng):
     assert_close(g, ref, rtol=1e-4)
 
 
+def test_arcface_margin_gradient_on_both_branches(rng):
+  # dℓ/dm = s(p_y − 1)·dψ/dm: −sin(θ + m) where the margin applies, −(sin m + m cos m) on
+  # insightface's fallback c − m·sin m (rows 0-2 of the problem lie there).
+  x, w, y = margin_problem(rng)
+  cos = unit(np.float64(x)) @ unit(np.float64(w)).T
+  rows = np.arange(N)
+  s, m = 16.0, 0.5
+  c = cos[rows, y]
+  fall = c <= np.cos(np.pi - m)
+  assert fall[:3].all() and not fall[3:].any()
+  z = cos.copy()
+  z[rows, y] = psi_arcface(m)(c)[0]
+  p = softmax(s * z)
+  dpsi = np.where(fall, -(np.sin(m) + m * np.cos(m)), -np.sin(np.arccos(c) + m))
+  got = jax.jit(jax.jacrev(lambda m: jaxloss.arcface_loss(f32(x), f32(w), jnp.asarray(y),
+                                                          scale=s, margin=m)))(f32(m))
+  assert_close(got, s * (p[rows, y] - 1) * dpsi, rtol=1e-4)
+
+
 def test_margin_softmax_finite_at_cosines_of_exactly_plus_minus_one():
   # Axis-aligned vectors give cosines of exactly 1 and −1, where dψ/dc is unbounded; the
   # cosine's own gradient (ŵ − c x̂)/‖x‖ is exactly 0 there, so the closed form's target term
