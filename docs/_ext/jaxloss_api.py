@@ -167,7 +167,28 @@ def escape_plain_text_bars(app, what, name, obj, options, lines: list[str]) -> N
       literal_indent = indent
 
 
+# jax.typing.ArrayLike as the signature shows it once autodoc has evaluated it (a Union of
+# jax.Array, numpy's ndarray and the scalar types), and the wrapper Sphinx leaves around an
+# alias inside ``X | None``: both become ``ArrayLike`` again.
+_ARRAY_LIKE = re.compile(r"~?(?:[\w.]+\.)?Array \| ~?(?:numpy\.)?ndarray \| ~?(?:numpy\.)?bool"
+                         r"(?:_)? \| ~?(?:numpy\.)?number \| bool \| int \| float \| complex")
+_FORWARD_REF = re.compile(r"TypeAliasForwardRef\('(?:jax\.typing\.)?([\w.]+)'\)")
+
+
+def _short_types(text: str | None) -> str | None:
+  if text is None:
+    return None
+  text = _ARRAY_LIKE.sub("ArrayLike", text)
+  return _FORWARD_REF.sub(r"\1", text).replace("jax.typing.ArrayLike", "ArrayLike")
+
+
+def short_signature(app, what, name, obj, options, signature, return_annotation):
+  return _short_types(signature), _short_types(return_annotation)
+
+
 def setup(app):
   app.connect("builder-inited", write_pages)
   app.connect("autodoc-process-docstring", escape_plain_text_bars)
-  return {"parallel_read_safe": True, "parallel_write_safe": True}
+  app.connect("autodoc-process-signature", short_signature)
+  # env_version: a change to these hooks re-reads every page on the next incremental build.
+  return {"env_version": 2, "parallel_read_safe": True, "parallel_write_safe": True}
