@@ -14,6 +14,7 @@ Only numpy and jax are imported here: collecting the doctests needs no test-only
 """
 
 import os
+from collections.abc import Iterator
 
 _DEVICES = "--xla_force_host_platform_device_count=8"
 if _DEVICES not in os.environ.get("XLA_FLAGS", ""):
@@ -24,15 +25,10 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-PRINT_OPTIONS = {"precision": 4, "suppress": True, "floatmode": "maxprec", "linewidth": 100}
-
 
 @pytest.fixture(autouse=True)
-def _doctest_environment():
-  saved = np.get_printoptions()
-  np.set_printoptions(**PRINT_OPTIONS)
-  try:
-    with jax.numpy_dtype_promotion("standard"), jax.numpy_rank_promotion("allow"):
-      yield
-  finally:
-    np.set_printoptions(**saved)
+def _doctest_environment() -> Iterator[None]:
+  # numpy.printoptions restores the previous options on exit.
+  with (np.printoptions(precision=4, suppress=True, floatmode="maxprec", linewidth=100),
+        jax.numpy_dtype_promotion("standard"), jax.numpy_rank_promotion("allow")):
+    yield
