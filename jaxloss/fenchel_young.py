@@ -71,8 +71,7 @@ def sparsemax_loss(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
     raise TypeError(f"{fn}: `labels` must be 0/1 labels (bool, integer or floating), got "
                     f"{y.dtype}")
   _numerics.check_same_shape(fn, "logits", s, "labels", y)
-  out_dtype = jnp.result_type(*(a.dtype for a in (s, y) if jnp.issubdtype(a.dtype,
-                                                                           jnp.floating)))
+  out_dtype = _numerics.result_dtype(s, y)
   valid = (y == 0) | (y == 1)
   _numerics.debug_check_labels(fn, "labels", y, valid, "0 or 1")
   _, (s,) = _numerics.upcast(s)
@@ -233,8 +232,7 @@ def make_fenchel_young_loss(max_fun: MaxFun) -> Callable[..., jax.Array]:
     if s.shape != t.shape or s.ndim < 1:
       raise ValueError(f"{fn}: `scores` and `targets` must have the same shape (..., K), got "
                        f"scores.shape={s.shape} and targets.shape={t.shape}")
-    out_dtype = jnp.result_type(*(a.dtype for a in (s, t)
-                                  if jnp.issubdtype(a.dtype, jnp.floating)))
+    out_dtype = _numerics.result_dtype(s, t)
     _, (s, t) = _numerics.upcast(s, t)
     value = jnp.asarray(max_last(s, *args, **kwargs), s.dtype) - jnp.sum(t * s, axis=-1)
     return value.astype(out_dtype)

@@ -98,8 +98,7 @@ def ranking_softmax_loss(logits: ArrayLike, labels: ArrayLike, *,
   if mask is not None and mask.dtype != jnp.bool_:
     raise TypeError(f"{fn}: `where` must be a boolean mask, got {mask.dtype}")
   w = _broadcast(fn, "weights", weights, s.shape)
-  floats = [a.dtype for a in (s, y, w) if a is not None and jnp.issubdtype(a.dtype, jnp.floating)]
-  out_dtype = jnp.result_type(*floats)
+  out_dtype = _numerics.result_dtype(*(a for a in (s, y, w) if a is not None))
   dtype = _numerics.compute_dtype(*(a for a in (s, y, w) if a is not None))
   s = s.astype(dtype)
   yw = y.astype(dtype) if w is None else y.astype(dtype) * w.astype(dtype)

@@ -26,6 +26,8 @@ def _axes(fn: str, axis: Axis, ndim: int) -> tuple[int, ...]:
   """``axis`` (an int, a sequence of ints, or ``None`` for all) as sorted non-negative ints."""
   if axis is None:
     return tuple(range(ndim))
+  if not isinstance(axis, (int, tuple, list)):
+    raise TypeError(f"{fn}: `axis` must be an int, a tuple of ints or None, got {axis!r}")
   items = (axis,) if isinstance(axis, int) else tuple(axis)
   out = []
   for a in items:
@@ -59,6 +61,11 @@ def _ratio(dot: jax.Array, na2: jax.Array, nb2: jax.Array, eps_a: jax.Array,
   return jnp.where(zero, jnp.zeros((), dot.dtype), dot / denom)
 
 
+def _scaled_eps(eps: jax.Array, s: jax.Array) -> jax.Array:
+  """ε/s², and exactly 0 for ε = 0 (s² underflows for tiny entries: 0/0)."""
+  return jnp.where(eps > 0, eps / jnp.square(s), jnp.zeros((), s.dtype))
+
+
 def _cosine(a: jax.Array, b: jax.Array, eps: jax.Array, axes: tuple[int, ...]) -> jax.Array:
   """The cosine of ``a`` and ``b`` along ``axes`` (optax's ε on the squared norms).
 
@@ -73,10 +80,13 @@ def _cosine(a: jax.Array, b: jax.Array, eps: jax.Array, axes: tuple[int, ...]) -
   nb2 = jnp.sum(b * b, axis=axes)
   info = jnp.finfo(a.dtype)
 
-  def in_range(n2: jax.Array) -> jax.Array:
-    return (n2 == 0) | ((n2 >= info.tiny / info.eps) & (n2 <= info.max))
+  def in_range(n2: jax.Array, x: jax.Array) -> jax.Array:
+    # A squared norm of 0 is safe only for a zero vector, not for tiny entries whose squares
+    # underflowed (Σ|x| tells them apart).
+    zero = (n2 == 0) & (jnp.sum(jnp.abs(x), axis=axes) == 0)
+    return zero | ((n2 >= info.tiny / info.eps) & (n2 <= info.max))
 
-  safe = jnp.all(in_range(na2) & in_range(nb2))  # False for NaN: NaN propagates either way
+  safe = jnp.all(in_range(na2, a) & in_range(nb2, b))  # False for NaN: NaN propagates
 
   def fast(dot, na2, nb2, a, b, eps):
     return _ratio(dot, na2, nb2, eps, eps)
@@ -92,7 +102,7 @@ def _cosine(a: jax.Array, b: jax.Array, eps: jax.Array, axes: tuple[int, ...]) -
     u, sa = unit(a)
     v, sb = unit(b)
     return _ratio(jnp.sum(u * v, axis=axes), jnp.sum(u * u, axis=axes),
-                  jnp.sum(v * v, axis=axes), eps / (sa * sa), eps / (sb * sb))
+                  jnp.sum(v * v, axis=axes), _scaled_eps(eps, sa), _scaled_eps(eps, sb))
 
   cos = lax.cond(safe, fast, scaled, dot, na2, nb2, a, b, eps)
   # Rounding can put |cos| a few ulps above 1; the value is clipped, the derivative is the
@@ -109,7 +119,7 @@ def _cosine_inputs(fn: str, predictions: ArrayLike, targets: ArrayLike, axis: Ax
     raise ValueError(f"{fn}: `predictions` and `targets` must have the same shape, got "
                      f"predictions.shape={p.shape} and targets.shape={t.shape}")
   axes = _axes(fn, axis, p.ndim)
-  out_dtype = jnp.result_type(p.dtype, t.dtype)
+  out_dtype = _numerics.result_dtype(p, t)
   _, (p, t) = _numerics.upcast(p, t)
   if where is not None:
     w = jnp.asarray(where)
@@ -238,7 +248,7 @@ def _unit_rows(x: jax.Array, eps: jax.Array) -> jax.Array:
   s = lax.stop_gradient(jnp.max(jnp.abs(x), axis=-1, keepdims=True))
   s = jnp.where((s > 0) & jnp.isfinite(s), s, jnp.ones((), s.dtype))
   u = x / s
-  return u / jnp.sqrt(_clipped(jnp.sum(u * u, axis=-1, keepdims=True), eps / (s * s)))
+  return u / jnp.sqrt(_clipped(jnp.sum(u * u, axis=-1, keepdims=True), _scaled_eps(eps, s)))
 
 
 @_numerics.loss_jit(bounds={"temperature": _numerics.Range(low=0.0, low_open=True)})
