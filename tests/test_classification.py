@@ -673,3 +673,15 @@ def test_kl_masked_garbage_gives_zero_gradients(rng, garbage, log_targets):
   # Unmasked entries: d/dlog q = −t.
   np.testing.assert_allclose(np.asarray(grads[0])[np.asarray(mask)],
                              -np.asarray(t)[np.asarray(mask)], rtol=1e-5)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0, 2.0])
+def test_sigmoid_focal_gradient_and_hessian_finite_at_extreme_logits(gamma):
+  x = f32([-1e4, -100.0, -30.0, 0.0, 30.0, 100.0, 1e4, 100.0, -100.0, 75.0, -75.0])
+  y = f32([0, 1, 0, 1, 1, 0, 1, 0.9, 0.1, 0.8, 0.2])
+
+  def f(v):
+    return jnp.sum(jaxloss.sigmoid_focal_loss(v, y, gamma=gamma))
+
+  assert np.isfinite(jax.grad(f)(x)).all()
+  assert np.isfinite(jax.hessian(f)(x)).all()
