@@ -163,7 +163,10 @@ def _xlog1mp_jvp(primals: tuple[jax.Array, jax.Array], tangents: tuple[Any, Any]
 
 def _binary_inputs(fn: str, logits: ArrayLike, labels: ArrayLike
                    ) -> tuple[jnp.dtype, jax.Array, jax.Array]:
-  dtype, x, y = _numerics.elementwise_inputs(fn, logits, labels, "logits", "labels")
+  y0 = jnp.asarray(labels)
+  if y0.dtype == jnp.bool_:  # boolean labels are 0/1 (as optax); they do not set the dtype
+    y0 = y0.astype(jnp.int32)
+  dtype, x, y = _numerics.elementwise_inputs(fn, logits, y0, "logits", "labels")
   return dtype, x, jnp.broadcast_to(y, x.shape)
 
 

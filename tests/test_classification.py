@@ -685,3 +685,10 @@ def test_sigmoid_focal_gradient_and_hessian_finite_at_extreme_logits(gamma):
 
   assert np.isfinite(jax.grad(f)(x)).all()
   assert np.isfinite(jax.hessian(f)(x)).all()
+
+
+def test_sigmoid_cross_entropy_accepts_boolean_labels(rng):
+  x, y = _logits(rng, (2, 3)), jnp.asarray(rng.integers(0, 2, (2, 3)), bool)
+  out = jaxloss.sigmoid_binary_cross_entropy(x, y)
+  assert out.dtype == jnp.float32
+  assert_close(out, optax.sigmoid_binary_cross_entropy(x, y), rtol=1e-5)
