@@ -92,7 +92,8 @@ if os.environ.get("JAXLOSS_DOCS_INTERSPHINX") == "1":
 # --- HTML --------------------------------------------------------------------------------------
 html_theme = "furo"
 html_title = f"jaxloss {release}"
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+html_css_files = ["jaxloss.css"]
 html_theme_options = {
     "source_repository": "https://github.com/jaxloss/jaxloss/",
     "source_branch": "main",
