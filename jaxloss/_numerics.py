@@ -313,7 +313,8 @@ def abs0(x: jax.Array) -> jax.Array:
 
 
 @abs0.defjvp
-def _abs0_jvp(primals, tangents):
+def _abs0_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]
+        ) -> tuple[jax.Array, jax.Array]:
   (x,), (dx,) = primals, tangents
   return jnp.abs(x), jnp.sign(x) * dx
 
@@ -444,7 +445,8 @@ def relu(x: jax.Array) -> jax.Array:
 
 
 @relu.defjvp
-def _relu_jvp(primals, tangents):
+def _relu_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]
+        ) -> tuple[jax.Array, jax.Array]:
   (x,), (dx,) = primals, tangents
   return relu(x), jnp.where(x > 0, dx, jnp.zeros((), dx.dtype))
 

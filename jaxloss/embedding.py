@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -64,7 +65,8 @@ def _euclidean(a: jax.Array, b: jax.Array, eps: jax.Array, axis: int) -> jax.Arr
 
 
 @_euclidean.defjvp
-def _euclidean_jvp(axis, primals, tangents):
+def _euclidean_jvp(axis: int, primals: tuple[Any, ...], tangents: tuple[Any, ...]
+        ) -> tuple[jax.Array, jax.Array]:
   a, b, eps = primals
   da, db, deps = tangents
   d = _euclidean(a, b, eps, axis)

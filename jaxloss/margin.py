@@ -61,7 +61,7 @@ def zero_one_loss(scores: ArrayLike, labels: ArrayLike) -> jax.Array:
     Array([0., 1., 1.], dtype=float32)
   """
   scores = jax.lax.stop_gradient(jnp.asarray(scores))
-  def mistake(m):
+  def mistake(m: jax.Array) -> jax.Array:
     return jnp.where(jnp.isnan(m), m, (m <= 0).astype(m.dtype))
   return _margin_loss("zero_one_loss", scores, labels, "scores", "labels", mistake)
 

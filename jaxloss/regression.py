@@ -116,7 +116,8 @@ def _smooth_l1(x: jax.Array, beta: jax.Array) -> jax.Array:
 
 
 @_smooth_l1.defjvp
-def _smooth_l1_jvp(primals, tangents):
+def _smooth_l1_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]
+        ) -> tuple[jax.Array, jax.Array]:
   (x, beta), (dx, dbeta) = primals, tangents
   # d/dx: x/β inside (so the second derivative at x = 0 is 1/β), sign(x) outside, 0 at x = 0
   # when β = 0 (the L1 sub-gradient); d/dβ: −½(x/β)² inside, −½ outside. Written directly:
@@ -250,7 +251,8 @@ def _log_cosh(x: jax.Array) -> jax.Array:
 
 
 @_log_cosh.defjvp
-def _log_cosh_jvp(primals, tangents):
+def _log_cosh_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]
+        ) -> tuple[jax.Array, jax.Array]:
   (x,), (dx,) = primals, tangents
   # d/dx log cosh x = tanh x; written out so that the second derivative is sech² x, also at
   # x = 0 (differentiating |x| twice would give 0 there).
