@@ -229,6 +229,11 @@ def huber_loss(predictions: ArrayLike, targets: ArrayLike | None = None, *,
   References:
     P. J. Huber, "Robust Estimation of a Location Parameter", Ann. Math. Statist. 1964;
     optax ``optax.losses.huber_loss``; PyTorch ``huber_loss``.
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> jaxloss.huber_loss(jnp.array([0.5, -2.0, 3.0]), delta=1.0)  # ½x² inside, δ(|x| − ½δ) out
+    Array([0.125, 1.5  , 2.5  ], dtype=float32)
   """
   fn = "huber_loss"
   dtype, p, t = _numerics.elementwise_inputs(fn, predictions, targets)
