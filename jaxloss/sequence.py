@@ -380,7 +380,7 @@ def _prob_backward(blank_id, logits, labels, lengths, pad, eps_perturbed, lse, w
   zero = jnp.zeros((), dtype)
   # Seed: the final mass α̂_T[2L] + α̂_T[2L − 1], shared in proportion, times −ct.
   scale = jnp.where(picked > 0, -ct_loss / jnp.where(picked > 0, picked, 1.0), zero)
-  s = jnp.arange(S)[None, :]
+  s = jnp.arange(S, dtype=lengths.dtype)[None, :]
   ends = (s == 2 * lengths[:, None]) | (s == 2 * lengths[:, None] - 1)
   gamma = jnp.where(ends, alpha * scale[:, None], zero)
   w1_up, w2_up = _up(w1, 1), _up(w2, 2)
@@ -504,8 +504,8 @@ def _ctc_common(fn: str, logits: ArrayLike, logit_paddings: ArrayLike, labels: A
   # Padding indicators are 0 or 1 (optax's convention); anything above ½ counts as padded.
   pad = x_pad > 0.5
   label_pad = y_pad > 0.5
-  lengths = n - jnp.sum(label_pad, axis=1).astype(jnp.int32)
-  in_label = jnp.arange(n)[None, :] < lengths[:, None]
+  lengths = n - jnp.sum(label_pad, axis=1, dtype=jnp.int32)
+  in_label = jnp.arange(n, dtype=lengths.dtype)[None, :] < lengths[:, None]
   # Bad labels (contract 6): outside [0, K) or the blank, inside the sequence's length.
   label_ok = (y >= 0) & (y < num_classes) & (y != blank_id)
   _numerics.debug_check_labels(fn, "labels", y, label_ok | ~in_label,
@@ -516,8 +516,8 @@ def _ctc_common(fn: str, logits: ArrayLike, logit_paddings: ArrayLike, labels: A
   # r[n] = [labels[n] == labels[n+1]] on the labels as given (optax's), 0 after the last.
   repeat = jnp.pad((y[:, :-1] == y[:, 1:]).astype(dtype), ((0, 0), (0, 1)))
   eps = jnp.asarray(log_epsilon, dtype)
-  frames = jnp.sum(~pad, axis=1)
-  repeats = jnp.sum((y[:, :-1] == y[:, 1:]) & in_label[:, 1:], axis=1)
+  frames = jnp.sum(~pad, axis=1, dtype=jnp.int32)
+  repeats = jnp.sum((y[:, :-1] == y[:, 1:]) & in_label[:, 1:], axis=1, dtype=jnp.int32)
   feasible = frames >= lengths + repeats
   operands = (x, eps, safe, lengths, pad, repeat)
   if with_alphas:
@@ -529,9 +529,11 @@ def _ctc_common(fn: str, logits: ArrayLike, logit_paddings: ArrayLike, labels: A
   # clipped, the gradient is the recursion's.
   loss = loss + lax.stop_gradient(jnp.maximum(loss, 0.0) - loss)
   if zero_infinity:
-    # PyTorch's zero_infinity: a sequence no alignment can produce (fewer frames than labels
-    # plus the blanks forced between repeats, or only −inf paths) gives 0 and zero gradient.
-    impossible = ~feasible | jnp.isposinf(loss)
+    # PyTorch's zero_infinity: a sequence no alignment can produce gives 0 and zero gradient:
+    # fewer frames than labels plus the blanks forced between repeats, or a value at least
+    # −log_epsilon (optax's lattice's stand-in for +inf: every path takes an impossible
+    # transition, e.g. a label of probability 0 at every frame), or +inf.
+    impossible = ~feasible | (loss >= -eps) | jnp.isposinf(loss)
     loss = jnp.where(impossible, jnp.zeros((), dtype), loss)
   loss = _numerics.nan_where_invalid(loss, valid).astype(out_dtype)
   if not with_alphas:
