@@ -14,7 +14,9 @@ the one gradient helper and a trace counter.
 
 import collections
 import json
+import os
 import pathlib
+import zlib
 
 import jax
 import jax.numpy as jnp
@@ -85,6 +87,21 @@ def trace_count(fn):
 
 # ------------------------------------------------------------------------------ the registry
 
+# The suite's time budget (10 minutes on 2 cores, for ~110 entries): the costliest shared checks
+# (float64 second derivatives by finite differences; the per-example vmap and gradient loops)
+# run on every entry when JAXLOSS_FULL_SWEEP=1, and by default on a fixed share of the entries
+# chosen by a stable hash of the entry's id (every entry is in the full sweep; the others show
+# as skipped with this reason).
+FULL_SWEEP = os.environ.get("JAXLOSS_FULL_SWEEP", "") == "1"
+SAMPLED = {"second_derivatives": 3, "vmap_over_examples": 2}  # shared test -> 1 in n entries
+
+
+def _sampled_out(shared_test, entry):
+  n = SAMPLED.get(shared_test)
+  return (n is not None and not FULL_SWEEP
+          and zlib.crc32(entry.id.encode()) % n != 0)
+
+
 def entries(shared_test=None, *, kinds=None, where=lambda entry: True, losses_only=True):
   """pytest parameters for the registry entries ``shared_test`` runs on.
 
@@ -105,6 +122,9 @@ def entries(shared_test=None, *, kinds=None, where=lambda entry: True, losses_on
     if not where(entry):
       continue
     reason = entry.optout.get(shared_test)
+    if reason is None and _sampled_out(shared_test, entry):
+      reason = (f"sampled out of the default run's time budget (1 entry in "
+                f"{SAMPLED[shared_test]}); JAXLOSS_FULL_SWEEP=1 runs every entry")
     marks = [pytest.mark.skip(reason=f"{entry.id}: {reason}")] if reason else []
     params.append(pytest.param(entry, id=entry.id, marks=marks))
   return params
