@@ -157,7 +157,7 @@ def multiclass_sparsemax_loss(scores: ArrayLike, labels: ArrayLike) -> jax.Array
     >>> import jax.numpy as jnp, jaxloss
     >>> scores = jnp.array([[3.0, 1.0, 0.0], [0.5, 0.4, 0.0]])
     >>> print(jnp.round(jaxloss.multiclass_sparsemax_loss(scores, jnp.array([0, 0])), 4))
-    [0.     0.2025]
+    [0.     0.2033]
   """
   fn = "multiclass_sparsemax_loss"
   x = _numerics.check_floating(fn, "scores", scores)

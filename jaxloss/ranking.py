@@ -80,9 +80,9 @@ def ranking_softmax_loss(logits: ArrayLike, labels: ArrayLike, *,
     >>> scores = jnp.array([[2.0, 1.0, 3.0], [1.0, 0.5, 1.5]])
     >>> labels = jnp.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
     >>> print(f"{jaxloss.ranking_softmax_loss(scores, labels):.4f}")
-    0.9550
+    1.0439
     >>> print(jnp.round(jaxloss.ranking_softmax_loss(scores, labels, reduce_fn=None), 4))
-    [1.4076 0.5024]
+    [1.4076 0.6803]
   """
   fn = "ranking_softmax_loss"
   s = _numerics.check_floating(fn, "logits", logits)

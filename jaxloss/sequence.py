@@ -621,7 +621,7 @@ def ctc_loss_with_forward_probs(logits: ArrayLike, logit_paddings: ArrayLike,
     >>> loss, alpha_blank, alpha_emit = jaxloss.ctc_loss_with_forward_probs(
     ...     logits, jnp.zeros((1, 3)), jnp.array([[1, 2]]), jnp.zeros((1, 2)))
     >>> print(f"{loss[0]:.4f}")  # 5 of the 27 alignments give [1, 2]
-    1.6836
+    1.6864
     >>> alpha_blank.shape, alpha_emit.shape
     ((3, 1, 3), (3, 1, 2))
   """
@@ -669,8 +669,8 @@ def ctc_loss(logits: ArrayLike, logit_paddings: ArrayLike, labels: ArrayLike,
     >>> logits = jnp.zeros((2, 3, 3))
     >>> labels = jnp.array([[1, 2], [1, 1]])
     >>> loss = jaxloss.ctc_loss(logits, jnp.zeros((2, 3)), labels, jnp.zeros((2, 2)))
-    >>> print(jnp.round(loss, 4))  # 5/27 and 1/27 (1, blank, 1)
-    [1.6836 3.2958]
+    >>> print(jnp.round(loss, 4))  # −log 5/27, −log 1/27 (only 1, blank, 1)
+    [1.6864 3.2958]
   """
   return _ctc_common("ctc_loss", logits, logit_paddings, labels, label_paddings, blank_id,
                      log_epsilon, zero_infinity, False)

@@ -298,7 +298,7 @@ def ntxent(embeddings: ArrayLike, labels: ArrayLike, temperature: ArrayLike = 0.
     >>> import jax.numpy as jnp, jaxloss
     >>> e = jnp.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
     >>> print(f"{jaxloss.ntxent(e, jnp.array([0, 0, 1, 1]), 0.5):.4f}")
-    0.1597
+    0.2965
   """
   fn = "ntxent"
   x = _numerics.check_floating(fn, "embeddings", embeddings)
