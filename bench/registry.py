@@ -135,6 +135,19 @@ KINDS: dict[str, Kind] = {
     # representation learning (issue 16)
     "contrast": Kind("embeddings (N, D) contrasted across the batch (each row's loss depends on "
                      "every example's embedding); a loss of shape (N,)", per_example=False),
+    # segmentation, detection, robust regression (issues 13, 15)
+    "segmentation": Kind("(N, P, C) logits (or a binary (N, P) map) and targets of that shape, "
+                         "overlaps summed over each image's pixels; a loss of shape (N,)",
+                         class_axis=True),
+    "segmentation_labels": Kind("(N, P, C) logits and (N, P) integer labels; one value per "
+                                "image (N,)", class_axis=True, integer_labels=True),
+    "binary_map": Kind("(N, P) logits and 0/1 labels of that shape; one value per image (N,)",
+                       same_shape=True),
+    "batch_scalar": Kind("(N, P, C) logits and targets; one scalar over the whole batch (an optax "
+                         "drop-in name that optax returns reduced)", loss=False,
+                         per_example=False),
+    "boxes": Kind("(N, 4) boxes (x1, y1, x2, y2) and (N, 4) boxes; a loss of shape (N,)"),
+    "residuals": Kind("residuals alone, any shape; a loss of that shape"),
 }
 
 # The shared tests an entry can opt out of (``optout`` keys), and where each one lives.
@@ -1035,6 +1048,118 @@ contrast = functools.partial(Loss, kind="contrast", make=_contrast_pair, sizes=C
 
 
 # --------------------------------------------------------------------------------------------
+# Segmentation, detection, deviances, robust and relative-error regression (issues 13, 15).
+# --------------------------------------------------------------------------------------------
+
+def _segmentation(s: Sampler, n, p, c):
+  """(N, P, C) logits and one-hot targets: N images of P pixels (the overlap sums run over P)."""
+  return s.normal(n, p, c, scale=2.0), jax.nn.one_hot(s.integers(n, p, high=c), c,
+                                                       dtype=s.dtype)
+
+
+def _binary_masks(s: Sampler, n, p, c):
+  del c
+  return s.normal(n, p, scale=2.0), s.bits(n, p)
+
+
+def _pixel_labels(s: Sampler, n, p, c):
+  return s.normal(n, p, c, scale=2.0), s.integers(n, p, high=c)
+
+
+def _boxes(s: Sampler, n):
+  """Two sets of valid (x1, y1, x2, y2) boxes that overlap, touch or miss at random."""
+  def boxes():
+    corner = s.uniform(n, 2, low=0.0, high=5.0)
+    return jnp.concatenate([corner, corner + s.uniform(n, 2, low=0.2, high=4.0)], axis=-1)
+  return boxes(), boxes()
+
+
+def _residuals(s: Sampler, shape):
+  return (s.normal(*shape, scale=2.0),)
+
+
+def _probs_integer(s: Sampler, n, c):
+  return s.probabilities(n, c), s.integers(n, high=c)
+
+
+def _np_probs(x):
+  x = np.asarray(x, np.float64)
+  e = np.exp(x - x.max(-1, keepdims=True))
+  return e / e.sum(-1, keepdims=True)
+
+
+def _tversky_grad(x, t, alpha=0.5, beta=0.5, smooth=1.0, gamma=1.0, apply_softmax=True):
+  """d/dx of Σ_b mean_c (1 − TI_bc)^γ over the pixel axis 1 (softmax over the last); 0 for a
+  perfect class (TI = 1), the documented sub-gradient of γ < 1."""
+  p = _np_probs(x) if apply_softmax else np.asarray(x, np.float64)
+  t = np.asarray(t, np.float64)
+  i, ps, ts = (p * t).sum(1), p.sum(1), t.sum(1)
+  n = i + smooth
+  d = i + alpha * (ps - i) + beta * (ts - i) + smooth
+  u = 1 - n / d
+  outer = np.where(u > 0, -gamma * np.where(u > 0, u, 1.0) ** (gamma - 1), 0.0) / p.shape[-1]
+  dti = (t * d[:, None] - n[:, None] * ((1 - alpha - beta) * t + alpha)) / d[:, None] ** 2
+  gp = outer[:, None] * dti
+  if not apply_softmax:
+    return gp
+  return p * (gp - (p * gp).sum(-1, keepdims=True))
+
+
+def _tweedie_grad(m, y, power=0.0, log_input=False):
+  mu = np.exp(m) if log_input else m
+  return 2 * mu ** ((1 if log_input else 0) - power) * (mu - y)
+
+
+def _brier_multiclass_grad(p, y, axis=-1):
+  del axis
+  scale = 0.5 if p.shape[-1] == 2 else 1.0
+  return 2 * scale * (p - np.eye(p.shape[-1])[y])
+
+
+def _robust_grad(x, alpha, scale):
+  z = (x / scale) ** 2
+  return x / scale ** 2 * (z / abs(alpha - 2) + 1) ** (alpha / 2 - 1)
+
+
+def _mape_grad(p, t, eps=1e-7):
+  return 100 * np.sign(p - t) / np.maximum(np.abs(t), eps)
+
+
+def _msle_grad(p, t, eps=1e-7):
+  return np.where(p > eps, 2 * (np.log1p(p) - np.log1p(np.maximum(t, eps))) / (1 + p), 0.0)
+
+
+SEGMENTS = {"test": {"n": N, "p": 6, "c": C}, "quick": {"n": 16, "p": 4096, "c": 5},
+            "full": {"n": 32, "p": 65536, "c": 5}}
+BOXES = {"test": {"n": N}, "quick": {"n": 1 << 16}, "full": {"n": 1 << 20}}
+PER_IMAGE = ("the first axis indexes images and the remaining ones are summed (optax's "
+             "axis=None): a single (P, C) image reads P as its batch, so a per-example call "
+             "is not the batched one by contract; test_segmentation checks vmap over a leading "
+             "image axis")
+SEG_AXIS = ("`axis` names the summation (pixel) axes of (N, P, C) inputs, where axis=2 is the "
+            "class axis (refused: test_segmentation) and axis=-3 the batch axis (valid)")
+PIXEL_IGNORE = ("labels have a pixel axis (N, P): the shared test's (N,) labels do not fit; "
+                "test_segmentation checks all-ignored images (0 with zero gradient)")
+DOMAIN = ("the prediction is a mean mu > 0 (NaN with a zero gradient outside, by contract): "
+          "the negative extremes are outside the domain; the log_input entry covers extremes")
+STATIC_POWER = ("power is static (it selects the distribution and the formula, as scikit-learn "
+                "branches on it): halving 1.5 gives 0.75, outside the domain; test_deviance "
+                "checks its validation")
+segmentation = functools.partial(Loss, kind="segmentation", make=_segmentation, sizes=SEGMENTS,
+                                 twice_differentiable=True,
+                                 optout={"vmap_over_examples": PER_IMAGE,
+                                         "axis_out_of_range": SEG_AXIS})
+boxes = functools.partial(Loss, kind="boxes", make=_boxes, sizes=BOXES,
+                          optout={"integer_predictions": "torchvision computes integer boxes "
+                                                         "in float32 (_upcast_non_float), and "
+                                                         "so does this; test_detection"})
+robust = functools.partial(Loss, kind="residuals", make=_residuals, sizes=ELEMENTWISE,
+                           twice_differentiable=True, bounds={"scale": (0.0, -1.0)},
+                           optout={"shape_mismatch": "one input (the residuals): there is no "
+                                                     "second shape to mismatch"})
+
+
+# --------------------------------------------------------------------------------------------
 # The table: one entry per public function (a second for a configuration worth its own run).
 # --------------------------------------------------------------------------------------------
 
@@ -1332,6 +1457,95 @@ LOSSES: list[Loss] = [
              bounds={"temperature": (0.0, -1.0), "base_temperature": (0.0,)},
              grad=_supcon_grad, optout=SUPCON_OPTOUT,
              optax=_unsharded("supervised_contrastive_loss")),
+    # ---------------------------------------------------------------- segmentation (issues 13, 15)
+    segmentation("dice_loss", kwargs={"alpha": 0.3, "beta": 0.7, "smooth": 0.5},
+                 bench_kwargs={}, bounds={"smooth": (-1.0,), "alpha": (-0.5,), "beta": (-0.5,)},
+                 grad=lambda x, t, **kw: _tversky_grad(x, t, **kw)),
+    segmentation("multiclass_generalized_dice_loss", kind="batch_scalar", kwargs={"smooth": 0.5},
+                 bench_kwargs={}, bounds={"smooth": (-1.0,)}),
+    segmentation("binary_dice_loss", make=_binary_masks, kwargs={"smooth": 0.5},
+                 bench_kwargs={}, bounds={"smooth": (-1.0,)}),
+    segmentation("tversky_loss", kwargs={"alpha": 0.3, "beta": 0.7, "smooth": 0.5},
+                 bounds={"alpha": (-0.5,), "beta": (-0.5,), "smooth": (-1.0,)},
+                 grad=lambda x, t, **kw: _tversky_grad(x, t, **kw)),
+    segmentation("focal_tversky_loss", kwargs={"alpha": 0.3, "beta": 0.7, "gamma": 0.75},
+                 bounds={"alpha": (-0.5,), "beta": (-0.5,), "smooth": (-1.0,),
+                         "gamma": (0.0, -1.0)},
+                 grad=lambda x, t, **kw: _tversky_grad(x, t, **kw),
+                 kinks=(Kink(([[[1.0, 0.0], [0.0, 1.0]]], [[[1.0, 0.0], [0.0, 1.0]]]),
+                             [[[0.0, 0.0], [0.0, 0.0]]], {"gamma": 0.5, "apply_softmax": False},
+                             "a perfect class: (1 − TI)^γ has an infinite slope at 0 for γ < 1; "
+                             "the minimum's sub-gradient 0"),)),
+    segmentation("jaccard_loss", kwargs={"smooth": 0.5}, bounds={"smooth": (-1.0,)},
+                 grad=lambda x, t, smooth=1.0: _tversky_grad(x, t, 1.0, 1.0, smooth)),
+    Loss("lovasz_softmax_loss", "segmentation_labels", _pixel_labels, SEGMENTS,
+         kwargs={"classes": "all"}, label_argnum=1,
+         optout={"ignore_index": PIXEL_IGNORE,
+                 "axis_out_of_range": "(N, P, C) inputs: axis=2 is the class axis itself; "
+                                      "test_segmentation checks out-of-range axes"}),
+    Loss("lovasz_hinge_loss", "binary_map", _binary_masks, SEGMENTS, label_argnum=1,
+         kinks=(Kink(([[1.0, -1.0, 3.0]], [[1, 0, 1]]), [[0.0, 0.0, 0.0]],
+                     why="every hinge at its kink or beyond (1 − x·s <= 0): gradient 0"),),
+         optout={"ignore_index": PIXEL_IGNORE}),
+    # ---------------------------------------------------------------- detection (issue 15)
+    boxes("box_iou_loss", kwargs={"eps": 1e-6}, bounds={"eps": (-1.0,)},
+          twice_differentiable=True,
+          kinks=(Kink(([[0.0, 0.0, 2.0, 2.0]], [[2.0, 0.0, 4.0, 2.0]]), [[0.0] * 4],
+                      why="boxes that touch: the intersection is 0 with a zero gradient"),)),
+    boxes("generalized_box_iou_loss", kwargs={"eps": 1e-6}, bounds={"eps": (-1.0,)},
+          twice_differentiable=True),
+    boxes("distance_box_iou_loss", kwargs={"eps": 1e-6}, bounds={"eps": (-1.0,)},
+          twice_differentiable=True),
+    # α is a stop_gradient constant (the paper, torchvision): the gradient is not the value's
+    # derivative, so finite differences of the value do not apply.
+    boxes("complete_box_iou_loss", kwargs={"eps": 1e-6}, bounds={"eps": (-1.0,)}),
+    # ---------------------------------------------------------------- deviances (issue 15)
+    regression("tweedie_deviance", make=_rates, kwargs={"power": 1.5}, unbounded=("power",),
+               twice_differentiable=True, grad=_tweedie_grad,
+               optout={"extreme_predictions": DOMAIN, "no_retrace": STATIC_POWER}),
+    # exp((2 − p)·η) with p = 1.5 and y·exp((1 − p)·η) overflow for |η| in the thousands.
+    regression("tweedie_deviance", variant="log_input", make=_counts,
+               kwargs={"power": 1.5, "log_input": True}, unbounded=("power",),
+               twice_differentiable=True, grad=_tweedie_grad, expect_inf=lambda v: abs(v) > 1e3,
+               optout={"no_retrace": STATIC_POWER}),
+    regression("poisson_deviance", make=_rates, twice_differentiable=True,
+               grad=lambda m, y, **kw: _tweedie_grad(m, y, 1.0, **kw),
+               optout={"extreme_predictions": DOMAIN}),
+    # exp(η) overflows above ~88.7: the true value is above float32's maximum.
+    regression("poisson_deviance", variant="log_input", make=_counts,
+               kwargs={"log_input": True}, twice_differentiable=True,
+               grad=lambda m, y, **kw: _tweedie_grad(m, y, 1.0, **kw),
+               expect_inf=lambda v: v > 88.0),
+    regression("gamma_deviance", make=_rates, twice_differentiable=True,
+               grad=lambda m, y, **kw: _tweedie_grad(m, y, 2.0, **kw),
+               optout={"extreme_predictions": DOMAIN}),
+    Loss("brier_score", "probs", _binary_probabilities, ELEMENTWISE, traits=CONVEX,
+         twice_differentiable=True, expect_inf=squares_overflow, grad=lambda p, y: 2 * (p - y)),
+    classes("brier_score", variant="multiclass", make=_probs_integer,
+            sizes={"test": CLASSES["test"]}, twice_differentiable=True,
+            grad=_brier_multiclass_grad,
+            expect_inf=lambda v: 2 * v ** 2 > F32_MAX),
+    # ---------------------------------------------------------------- robust (issue 15)
+    robust("general_robust_loss", kwargs={"alpha": 0.5, "scale": 1.3}, unbounded=("alpha",),
+           grad=_robust_grad),
+    robust("general_robust_loss", variant="alpha=-inf", kwargs={"alpha": -np.inf, "scale": 1.3},
+           unbounded=("alpha",),
+           grad=lambda x, alpha, scale: x / scale ** 2 * np.exp(-0.5 * (x / scale) ** 2)),
+    robust("cauchy_loss", kwargs={"scale": 1.3},
+           grad=lambda x, scale=1.0: x / (scale ** 2 * (0.5 * (x / scale) ** 2 + 1))),
+    robust("geman_mcclure_loss", kwargs={"scale": 1.3},
+           grad=lambda x, scale=1.0: 16 * x / (scale ** 2 * ((x / scale) ** 2 + 4) ** 2)),
+    robust("welsch_loss", kwargs={"scale": 1.3},
+           grad=lambda x, scale=1.0: x / scale ** 2 * np.exp(-0.5 * (x / scale) ** 2)),
+    # ---------------------------------------------------------------- relative errors (issue 15)
+    regression("mean_absolute_percentage_error", kwargs={"eps": 1e-3}, bounds={"eps": (0.0, -1.0)},
+               traits={"convex", "zero_at_perfect"}, grad=_mape_grad,
+               kinks=(Kink(([1.0, 2.0], [1.0, 1.0]), [0.0, 100.0],
+                           why="0 at p = t; 100·sign(p − t)/max(|t|, ε) elsewhere"),)),
+    regression("mean_squared_logarithmic_error", kwargs={"eps": 1e-3},
+               bounds={"eps": (0.0, -1.0)}, traits={"zero_at_perfect"}, grad=_msle_grad,
+               kinks=(Kink(([1e-7, -2.0], [1.0, 1.0]), [0.0, 0.0], {"eps": 1e-3},
+                           "at and below ε the clamp is flat: gradient 0"),)),
 ]
 
 BY_NAME: dict[str, Loss] = {}

@@ -80,12 +80,17 @@ class _Pair:
             jnp.maximum(self.y2, self.y2g) - jnp.minimum(self.y1, self.y1g))
 
   def distance_penalty(self, eps: jax.Array) -> jax.Array:
-    """ρ²/(c² + ε): the squared distance of the centres over the enclosing box's diagonal."""
+    """ρ²/(c² + ε): the squared distance of the centres over the enclosing box's diagonal,
+    computed with every length divided by the enclosing box's longer side s (the same ratio,
+    (ρ/s)²/((c/s)² + ε/s²)), so that coordinates of 1e20 do not overflow the squares."""
     cw, ch = self.enclosing_sides()
-    diagonal = jnp.square(cw) + jnp.square(ch) + eps
-    centres = (jnp.square((self.x1 + self.x2 - self.x1g - self.x2g) / 2)
-               + jnp.square((self.y1 + self.y2 - self.y1g - self.y2g) / 2))
-    return _ratio(centres, diagonal)
+    side = jnp.maximum(cw, ch)
+    point = side == 0  # both boxes the same point: ρ = c = 0, penalty 0
+    s = jnp.where(point, jnp.ones((), side.dtype), side)
+    diagonal = jnp.square(cw / s) + jnp.square(ch / s) + eps / jnp.square(s)
+    centres = (jnp.square((self.x1 + self.x2 - self.x1g - self.x2g) / (2 * s))
+               + jnp.square((self.y1 + self.y2 - self.y1g - self.y2g) / (2 * s)))
+    return jnp.where(point, jnp.zeros((), side.dtype), _ratio(centres, diagonal))
 
 
 @jax.custom_jvp
@@ -202,7 +207,14 @@ def generalized_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, *,
   pair = _Pair(b1, b2)
   cw, ch = pair.enclosing_sides()
   area_c = cw * ch
-  return (1 - pair.iou(e) + _ratio(area_c - pair.union, area_c + e)).astype(out_dtype)
+  # (|C| − U)/(|C| + ε) written as 1 − (U + ε)/(|C| + ε): the same number, and 1 (not inf/inf)
+  # where |C| overflows; 0/0 (a degenerate C with ε = 0) is a penalty of 0.
+  covered = pair.union + e
+  spread = area_c + e
+  empty = spread == 0
+  penalty = jnp.where(empty, jnp.zeros((), e.dtype),
+                      1 - covered / jnp.where(empty, jnp.ones((), e.dtype), spread))
+  return (1 - pair.iou(e) + penalty).astype(out_dtype)
 
 
 @_numerics.loss_jit(bounds={"eps": _EPS})

@@ -88,11 +88,16 @@ def _tweedie(fn: str, predictions: ArrayLike, targets: ArrayLike, power: float,
   else:
     # 2 (y₊^{2−p}/((1−p)(2−p)) − y μ^{1−p}/(1−p) + μ^{2−p}/(2−p)), y₊ = max(y, 0) for p < 0.
     y_term = _power0(jnp.maximum(y, 0), 2 - p) / ((1 - p) * (2 - p))
+    # y·μ^{1−p} is 0 at y = 0 also where μ^{1−p} overflows (a log-link η of −1e4), with the
+    # double where so that its derivative is not 0·inf.
+    no_y = y == 0
     if log_input:
-      mu_1, mu_2 = jnp.exp((1 - p) * m), jnp.exp((2 - p) * m)
+      mu_1 = jnp.exp((1 - p) * jnp.where(no_y, jnp.zeros_like(m), m))
+      mu_2 = jnp.exp((2 - p) * m)
     else:
       mu_1, mu_2 = jnp.power(mu, 1 - p), jnp.power(mu, 2 - p)
-    loss = 2 * (y_term - y * mu_1 / (1 - p) + mu_2 / (2 - p))
+    cross = jnp.where(no_y, jnp.zeros_like(y), y * mu_1)
+    loss = 2 * (y_term - cross / (1 - p) + mu_2 / (2 - p))
   return _numerics.nan_where_invalid(loss, valid).astype(out_dtype)
 
 
@@ -278,6 +283,11 @@ def brier_score(probs: ArrayLike, labels: ArrayLike, *, axis: int = -1) -> jax.A
   fn = "brier_score"
   p = _numerics.check_floating(fn, "probs", probs)
   y = jnp.asarray(labels)
+  _numerics.canonical_axis(fn, axis, max(p.ndim, 1), name="probs")
+  if y.shape != p.shape and y.ndim != p.ndim - 1:
+    raise ValueError(f"{fn}: binary `labels` must have the shape of `probs` (integer class "
+                     f"labels: its shape without axis {axis}), got probs.shape={p.shape} and "
+                     f"labels.shape={y.shape}")
   if y.shape == p.shape:
     if y.dtype == jnp.bool_:
       y = y.astype(jnp.int32)

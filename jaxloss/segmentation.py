@@ -433,6 +433,10 @@ def binary_dice_loss(predictions: ArrayLike, targets: ArrayLike, *, smooth: Arra
   fn = "binary_dice_loss"
   p = _numerics.check_floating(fn, "predictions", predictions)
   t = _targets(fn, targets)
+  if p.shape != t.shape and p.shape != t.shape + (1,) and p.shape + (1,) != t.shape:
+    raise ValueError(f"{fn}: `predictions` and `targets` must have the same shape (one of them "
+                     f"may have a channel axis of 1 more), got predictions.shape={p.shape} and "
+                     f"targets.shape={t.shape}")
   if p.ndim == t.ndim and p.ndim > 0 and p.shape[-1] != 1:
     p, t = p[..., None], t[..., None]
   losses, out_dtype = _dice_per_class(fn, p, t, None, smooth, 0.5, 0.5, apply_sigmoid, False,
