@@ -295,7 +295,10 @@ def _online(m, s, zm):
   e^{m − m'} and the tile's e^{z − m'} (``zm``: logits with repeated columns at −inf)."""
   m_new = jnp.maximum(m, jnp.max(zm, axis=1))
   shrink = jnp.exp(m - m_new)
-  e = jnp.exp(zm - m_new[:, None])
+  # z − m' <= 0, but XLA's CPU backend may recompute z = raw·scale inside this fusion and
+  # contract it with the subtraction into one fused multiply-add, unrounded, while the max saw
+  # the rounded z: at |z| ~ 1e30 that is ~1e23 above 0 and exp gives inf. Hence the clamp.
+  e = jnp.exp(jnp.minimum(zm - m_new[:, None], 0.0))
   return m_new, s * shrink + jnp.sum(e, axis=1), shrink, e
 
 
@@ -305,7 +308,9 @@ def _masked(tile: _Tile, x: jax.Array, fill: float) -> jax.Array:
 
 def _combine_lse(lse: jax.Array, axis: str) -> tuple[jax.Array, jax.Array]:
   """The log-sum-exp over all shards and each shard's weight e^{lse_s − lse}."""
-  m = lax.pmax(lse, axis)
+  # The max is only a shift (the result does not depend on it), so it is a constant: the
+  # sum stays differentiable where pmax has no derivative rule (second derivatives).
+  m = lax.pmax(lax.stop_gradient(lse), axis)
   total = m + jnp.log(lax.psum(jnp.exp(lse - m), axis))
   return total, jnp.exp(lse - total)
 
@@ -392,9 +397,11 @@ class _Softmax:
 
 @dataclasses.dataclass(frozen=True)
 class _PairLogSumExp:
-  """Two heads (student z, teacher t): ``lse_s`` and ``lse_t``. Never differentiated (the
-  divergences take them as constants and differentiate through them in closed form)."""
+  """Two heads (student z, teacher t): ``lse_s`` and ``lse_t``: the first pass of a
+  divergence, which differentiates through them in closed form (never differentiated
+  itself)."""
   teacher = True
+  keys = ("lse_s", "lse_t")
 
   def init(self, rows, dtype, axes):
     zeros = _zeros((rows,), dtype, axes)
@@ -415,8 +422,8 @@ class _PairLogSumExp:
 @dataclasses.dataclass(frozen=True)
 class _Divergence:
   """A divergence between the student's p = softmax(z) and the teacher's q = softmax(t),
-  given both log-sum-exps (``extra["lse_s"]``, ``extra["lse_t"]``): each term uses the exact
-  log-probabilities log p = z − lse_s, log q = t − lse_t.
+  given both log-sum-exps from a first pass (``prepass``, whose outputs join ``extra`` and the
+  outputs): each term uses the exact log-probabilities log p = z − lse_s, log q = t − lse_t.
 
   ``forward_kl``: KL(q ‖ p); ``reverse_kl``: KL(p ‖ q); ``jsd``: generalized JSD with
   m = (1 − β) p + β q, returned as ``kq`` = KL(q ‖ m), ``kp`` = KL(p ‖ m) and ``value`` =
@@ -424,11 +431,15 @@ class _Divergence:
   Only ``value`` is differentiated; the gradient is the total derivative, through lse_s too.
   """
   kind: str
+  prepass: _PairLogSumExp | None = _PairLogSumExp()
   teacher = True
 
   def _parts(self, tile: _Tile):
-    lp = tile.z - tile.extra["lse_s"][:, None]
-    lq = tile.t - tile.extra["lse_t"][:, None]
+    # log p <= 0, but the logits here need not round as the first pass's did (see _online):
+    # at |z| ~ 1e30 an ulp is 1e23 and a positive log p would give exp = inf, so it is clamped
+    # at 0 (the values there are as uncertain as the logits themselves, but finite).
+    lp = jnp.minimum(tile.z - tile.extra["lse_s"][:, None], 0.0)
+    lq = jnp.minimum(tile.t - tile.extra["lse_t"][:, None], 0.0)
     return lp, lq, jnp.exp(lp), jnp.exp(lq)
 
   def _mixture(self, lp, lq, beta):
@@ -491,12 +502,24 @@ def _acc_dtype(*arrays) -> jnp.dtype:
 
 
 def _forward(cfg: _Config, student: _Head, teacher: _Head | None, labels, kept, extra):
-  """Per-token outputs of ``cfg.spec``: token blocks outside, vocabulary chunks inside."""
+  """Per-token outputs of ``cfg.spec``: token blocks outside, vocabulary chunks inside.
+
+  A statistic with a ``prepass`` (a divergence) runs it first, over all tokens; its outputs
+  join ``extra`` and are returned too (the backward pass reads them from there).
+  """
+  prepass = getattr(cfg.spec, "prepass", None)
+  if prepass is not None:
+    first = _forward(cfg._replace(spec=prepass), student, teacher, labels, kept, extra)
+    out = _forward(cfg._replace(spec=dataclasses.replace(cfg.spec, prepass=None)), student,
+                   teacher, labels, kept, {**extra, **first})
+    return {**out, **first}
   n, v = student.h.shape[0], student.w.shape[1]
   block, chunk = cfg.tiling
   acc = _acc_dtype(student.h, student.w, None if teacher is None else teacher.h)
   axes = _varying_axes(student, teacher, labels, kept, extra)
   n_chunks = -(-v // chunk)
+  if n == 0:  # an empty batch: the statistic's outputs of no token
+    return cfg.spec.finish(cfg.spec.init(0, acc, axes), cfg.axis, extra)
 
   def one_block(hs, j):
     hs = lax.optimization_barrier(hs)  # see _head_block
@@ -533,6 +556,9 @@ def _backward(cfg: _Config, student: _Head, teacher: _Head | None, labels, kept,
               ct):
   """Gradients (hidden, weight, bias, cap, scale) of Σ ct·out: vocabulary chunks outside,
   token blocks inside; each tile's logits recomputed, never stored."""
+  prepass = getattr(cfg.spec, "prepass", None)
+  if prepass is not None:  # its outputs are constants of the statistic's closed-form grad
+    extra = {**extra, **{k: out[k] for k in prepass.keys}}
   h, w = student.h, student.w
   n, v = h.shape[0], w.shape[1]
   block, chunk = cfg.tiling
@@ -540,6 +566,10 @@ def _backward(cfg: _Config, student: _Head, teacher: _Head | None, labels, kept,
   axes = _varying_axes(student, teacher, labels, kept, extra, out, ct)
   n_chunks, n_blocks = -(-v // chunk), -(-n // block)
   cap, scale = student.cap, student.scale
+  if n == 0:  # an empty batch: zero gradients
+    return (jnp.zeros_like(h), jnp.zeros_like(w), None if student.b is None else
+            jnp.zeros_like(student.b), None if cap is None else jnp.zeros((), acc),
+            None if scale is None else jnp.zeros((), acc))
 
   def one_chunk(k, carry):
     weights, dh, dw, db, dcap, dscale = carry
@@ -649,6 +679,15 @@ def _fused_forward(cfg: _Config, loss_fn: Callable, student: _Head, labels, kept
   acc = _acc_dtype(h, w)
   axes = _varying_axes(student, labels, kept, args, hyper)
   n_chunks = -(-v // chunk)
+  if n == 0:  # an empty batch: a sum of nothing, with zero gradients
+    out = cfg.spec.finish(cfg.spec.init(0, acc, axes), cfg.axis, {})
+    total = jnp.zeros((), acc)
+    if not differentiate:
+      return total, out
+    zero = functools.partial(jax.tree.map, jnp.zeros_like)
+    grads = (jnp.zeros((0,) + h.shape, h.dtype), jnp.zeros(w.shape, acc),
+             None if b is None else jnp.zeros(b.shape, acc), zero(cap), zero(scale))
+    return total, out, grads, zero(hyper)
 
   def one_block(carry, j):
     h_all, buffer, dw, db, dcap, dscale = carry
@@ -1112,7 +1151,8 @@ def vocab_parallel_linear_softmax_cross_entropy(
 @_numerics.loss_jit(static=("chunk_size", "token_chunk_size", "return_entropy", "ignore_index"),
                     bounds={"temperature": _POSITIVE, "logit_soft_cap": _POSITIVE})
 def linear_token_log_probs(hidden: ArrayLike, weight: ArrayLike, labels: ArrayLike, *,
-                           bias: ArrayLike | None = None, temperature: ArrayLike = 1.0,
+                           bias: ArrayLike | None = None, where: ArrayLike | None = None,
+                           temperature: ArrayLike = 1.0,
                            chunk_size: int | None = None, return_entropy: bool = False,
                            logit_soft_cap: ArrayLike | None = None,
                            ignore_index: int | None = None,
@@ -1138,6 +1178,8 @@ def linear_token_log_probs(hidden: ArrayLike, weight: ArrayLike, labels: ArrayLi
     weight: (D, V) floating output projection.
     labels: (N,) integer token ids in [0, V).
     bias: optional (V,) logit bias.
+    where: optional (N,) boolean mask of the tokens that count (padding False): dropped
+      tokens give 0 (log-probability and entropy) with zero gradient.
     temperature: T > 0 (traced), dividing the logits as a sampler with that temperature does.
     chunk_size: vocabulary columns per tile (static), as in
       :func:`linear_softmax_cross_entropy`.
@@ -1180,10 +1222,10 @@ def linear_token_log_probs(hidden: ArrayLike, weight: ArrayLike, labels: ArrayLi
     0.8324 0.8324
   """
   fn = "linear_token_log_probs"
-  h, w, b, labels, _ = _inputs(fn, hidden, weight, labels, bias, None)
+  h, w, b, labels, where = _inputs(fn, hidden, weight, labels, bias, where)
   acc = _acc_dtype(h, w)
   n, v = h.shape[0], w.shape[1]
-  kept = _kept(labels, None, ignore_index)
+  kept = _kept(labels, where, ignore_index)
   valid = _valid_labels(fn, labels, kept, v)
   labels = _kernel_labels(labels, valid)
   cap = None if logit_soft_cap is None else jnp.asarray(logit_soft_cap, acc)
@@ -1304,14 +1346,9 @@ def linear_distillation_loss(student_hidden: ArrayLike, student_weight: ArrayLik
                    token_chunk_size, False)
 
   def run(student, teacher, kept, beta, axis):
-    # Both log-sum-exps are constants to the second pass, which differentiates through them
-    # in closed form: the first pass is never differentiated.
-    constant = functools.partial(jax.tree.map, lax.stop_gradient)
-    lse = _forward(_Config(_PairLogSumExp(), tiling, axis), constant(student), constant(teacher),
-                   None, kept, {})
-    extra = {**lse, "beta": lax.stop_gradient(beta)}
+    # β's gradient is added below; the kernel's extra inputs are constants.
     return _stats(_Config(_Divergence(divergence), tiling, axis), student, teacher, None, kept,
-                  extra)
+                  {"beta": lax.stop_gradient(beta)})
 
   student, teacher = _Head(hs, ws, None, None, scale), _Head(ht, wt, None, None, scale)
   if mesh is None:
