@@ -71,6 +71,8 @@ def sparsemax_loss(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
     raise TypeError(f"{fn}: `labels` must be 0/1 labels (bool, integer or floating), got "
                     f"{y.dtype}")
   _numerics.check_same_shape(fn, "logits", s, "labels", y)
+  if y.dtype == jnp.bool_:
+    y = y.astype(jnp.int32)
   out_dtype = _numerics.result_dtype(s, y)
   valid = (y == 0) | (y == 1)
   _numerics.debug_check_labels(fn, "labels", y, valid, "0 or 1")
@@ -90,7 +92,7 @@ def _sparsemax(z: jax.Array) -> jax.Array:
   z = z - jax.lax.stop_gradient(jnp.max(z, axis=-1, keepdims=True))
   z_sorted = -jnp.sort(-z, axis=-1)
   cumsum = jnp.cumsum(z_sorted, axis=-1)
-  k = jnp.arange(1, z.shape[-1] + 1, dtype=z.dtype)
+  k = jnp.arange(1, z.shape[-1] + 1, dtype=z.dtype).reshape((1,) * (z.ndim - 1) + (-1,))
   support = 1.0 + k * z_sorted > cumsum
   size = jnp.sum(support, axis=-1, keepdims=True)  # >= 1: the largest score is always in
   tau = (jnp.take_along_axis(cumsum, size - 1, axis=-1) - 1.0) / size.astype(z.dtype)
@@ -199,7 +201,8 @@ def make_fenchel_young_loss(max_fun: MaxFun) -> Callable[..., jax.Array]:
     ``fenchel_young_loss(scores, targets, *args, **kwargs)``: ``scores`` and ``targets`` of
     shape (..., K), the loss of shape (...), in the promoted floating dtype (bf16/fp16
     computed in float32); ``max_fun`` is applied to every vector on the last axis
-    (``jnp.vectorize``), with the extra arguments passed through. Without extra arguments
+    (``jnp.vectorize``), with extra keyword arguments passed through (positional ones are
+    refused by ``jnp.vectorize``'s signature, as in optax). Without extra arguments
     the loss runs under ``jax.jit``; with them it is traced where it is called (wrap it in
     ``jax.jit``, marking any static argument).
 
