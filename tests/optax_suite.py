@@ -38,6 +38,12 @@ _IMPORT = re.compile(r"^(\s*)from\s+optax\.losses\s+import\s+(_\w+)(?:\s+as\s+(\
 _IMPORT_AS = re.compile(r"^(\s*)import\s+optax\.losses\.(_\w+)\s+as\s+(\w+)\s*$", re.MULTILINE)
 # Failures whose messages differ only in numbers (an axis tuple, a shape) form one group.
 _NUMBERS = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+_TUPLES = re.compile(r"\(#(?:, #)*,?\)")
+
+
+def _group_key(message: str) -> str:
+  """The message with numbers as # and tuples of numbers as (#, ...)."""
+  return _TUPLES.sub("(#, ...)", _NUMBERS.sub("#", message))
 
 
 def optax_test_files() -> list[pathlib.Path]:
@@ -118,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     bad = [r for r in rows if r[1] in ("FAILED", "ERROR")]
     groups: dict[str, list[tuple[str, str]]] = collections.defaultdict(list)
     for name, _, message in bad:
-      groups[_NUMBERS.sub("#", message)].append((name, message))
+      groups[_group_key(message)].append((name, message))
     if bad:
       print(f"\nfailures grouped by message, numbers as # ({len(groups)} groups):")
       for key, members in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
