@@ -123,7 +123,7 @@ def markdown(run: Run, extra_sections: list[str]) -> str:
   lines = [
       f"# jaxloss benchmark: {jax.default_backend()}, {device_name()} ({run.mode} sizes)",
       "",
-      f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+      f"- Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
       f"- Machine: {cpu_model()}, {run.threads} cores, {platform.system()} "
       f"{platform.machine()}; device `{device}` ({device.device_kind})",
       f"- Versions: python {platform.python_version()}, jax {_version('jax')}, "

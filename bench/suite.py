@@ -13,8 +13,7 @@ import jax
 from tqdm import tqdm
 
 import jaxloss
-from bench import report
-from bench import runner
+from bench import report, runner
 from bench import specs as specs_lib
 
 DEFAULT_OUT = pathlib.Path(__file__).parent / "results"

@@ -109,7 +109,8 @@ def _multiclass_sparsemax(scores: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 @_multiclass_sparsemax.defjvp
-def _multiclass_sparsemax_jvp(primals, tangents):
+def _multiclass_sparsemax_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]
+                              ) -> tuple[jax.Array, jax.Array]:
   scores, labels = primals
   d_scores, _ = tangents
   # ∇_θ L = sparsemax(θ) − e_y (Blondel et al. 2020, Prop. 2); the rule is differentiable

@@ -635,7 +635,7 @@ def _student_cotangent(student: _Head, grads) -> _Head:
   cts = (dh, dw, db,
          None if dcap is None else dcap.astype(student.cap.dtype),
          None if dscale is None else dscale.astype(student.scale.dtype))
-  return _Head(*(_sum_to(ct, x) for ct, x in zip(cts, student)))
+  return _Head(*(_sum_to(ct, x) for ct, x in zip(cts, student, strict=False)))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -785,7 +785,7 @@ def _fused_bwd(cfg, loss_fn, residuals, cts):
 
   grads = (_unblock(scaled(dh, student.h), student.h.shape[0]), scaled(dw, student.w),
            scaled(db, student.b), scaled(dcap, student.cap), scaled(dscale, student.scale))
-  student_ct = _Head(*(_sum_to(ct, x) for ct, x in zip(grads, student)))
+  student_ct = _Head(*(_sum_to(ct, x) for ct, x in zip(grads, student, strict=False)))
   hyper_ct = jax.tree.map(lambda d, x: _sum_to(scaled(d, x), x), dhyper, hyper)
   return student_ct, None, None, None, hyper_ct
 

@@ -476,15 +476,15 @@ def _inputs(fn: str, logits: ArrayLike, logit_paddings: ArrayLike, labels: Array
     raise ValueError(f"{fn}: `logits` must have shape (B, T, K), got {x.shape}")
   if y.ndim != 2:
     raise ValueError(f"{fn}: `labels` must have shape (B, N), got {y.shape}")
+  if y.shape[0] != x.shape[0]:
+    raise ValueError(f"{fn}: `labels` must have the batch size of `logits`, got "
+                     f"logits.shape={x.shape} and labels.shape={y.shape}")
   if x_pad.shape != x.shape[:2]:
     raise ValueError(f"{fn}: `logit_paddings` must have shape (B, T) = {x.shape[:2]}, got "
-                     f"logit_paddings.shape={x_pad.shape}")
+                     f"logits.shape={x.shape} and logit_paddings.shape={x_pad.shape}")
   if y_pad.shape != y.shape:
     raise ValueError(f"{fn}: `label_paddings` must have the shape of `labels`, got "
                      f"labels.shape={y.shape} and label_paddings.shape={y_pad.shape}")
-  if y.shape[0] != x.shape[0]:
-    raise ValueError(f"{fn}: `labels` must have batch size {x.shape[0]} (that of `logits`), "
-                     f"got labels.shape={y.shape}")
   num_classes = x.shape[2]
   if not isinstance(blank_id, int) or isinstance(blank_id, bool) or not (
       0 <= blank_id < num_classes):

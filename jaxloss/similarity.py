@@ -88,13 +88,15 @@ def _cosine(a: jax.Array, b: jax.Array, eps: jax.Array, axes: tuple[int, ...]) -
 
   safe = jnp.all(in_range(na2, a) & in_range(nb2, b))  # False for NaN: NaN propagates
 
-  def fast(dot, na2, nb2, a, b, eps):
+  def fast(dot: jax.Array, na2: jax.Array, nb2: jax.Array, a: jax.Array, b: jax.Array,
+           eps: jax.Array) -> jax.Array:
     return _ratio(dot, na2, nb2, eps, eps)
 
-  def scaled(dot, na2, nb2, a, b, eps):
+  def scaled(dot: jax.Array, na2: jax.Array, nb2: jax.Array, a: jax.Array, b: jax.Array,
+             eps: jax.Array) -> jax.Array:
     del dot, na2, nb2
 
-    def unit(x):
+    def unit(x: jax.Array) -> tuple[jax.Array, jax.Array]:
       s = lax.stop_gradient(jnp.max(jnp.abs(x), axis=axes, keepdims=True))
       s = jnp.where((s > 0) & jnp.isfinite(s), s, jnp.ones((), s.dtype))
       return x / s, jnp.squeeze(s, axes)

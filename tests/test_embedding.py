@@ -53,7 +53,7 @@ def test_triplet_against_pytorch_formula(rng, norm, swap):
   a, p, n = _triplet(rng)
   margin, eps = 1.5, 1e-6
   loss, grad = np_triplet(a, p, n, norm, margin, eps, swap)
-  fn = lambda x: jaxloss.triplet_margin_loss(x, f32(p), f32(n), norm_degree=norm,  # noqa: E731
+  fn = lambda x: jaxloss.triplet_margin_loss(x, f32(p), f32(n), norm_degree=norm,
                                              margin=margin, swap=swap)
   assert_close(fn(f32(a)), loss)
   assert_close(jax.grad(lambda x: jnp.sum(fn(x)))(f32(a)), grad, rtol=1e-4)
@@ -73,8 +73,8 @@ def test_triplet_against_pytorch_vectors(case):
 def test_triplet_optax_agreement_at_norm_degree_2(rng):
   a, p, n = (f32(x) for x in _triplet(rng))
   # eps = 0: both are the Euclidean distance, so value and gradient agree to rounding.
-  ours = lambda x: jaxloss.triplet_margin_loss(x, p, n, eps=0.0)  # noqa: E731
-  theirs = lambda x: optax.losses.triplet_margin_loss(x, p, n, eps=0.0)  # noqa: E731
+  ours = lambda x: jaxloss.triplet_margin_loss(x, p, n, eps=0.0)
+  theirs = lambda x: optax.losses.triplet_margin_loss(x, p, n, eps=0.0)
   np.testing.assert_allclose(ours(a), theirs(a), rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(jax.grad(lambda x: jnp.sum(ours(x)))(a),
                              jax.grad(lambda x: jnp.sum(theirs(x)))(a), rtol=1e-4, atol=1e-6)
@@ -179,7 +179,7 @@ def test_contrastive_against_hadsell_formula(rng, margin):
 def test_contrastive_zero_distance_finite_gradient():
   x = f32(np.ones((2, D)))
   for same, value in ((1, 0.0), (0, 0.5 * 2.0 ** 2)):
-    fn = lambda a: jaxloss.contrastive_loss(a, x, same, margin=2.0)  # noqa: E731
+    fn = lambda a: jaxloss.contrastive_loss(a, x, same, margin=2.0)
     np.testing.assert_array_equal(fn(x), [value, value])
     g = jax.grad(lambda a: jnp.sum(fn(a)))(x)
     np.testing.assert_array_equal(g, np.zeros((2, D)))  # documented: 0, not 0/0 = NaN
@@ -402,7 +402,7 @@ def _l1_distance(x, y):
 
 def test_triplet_with_custom_distance_against_numpy(rng):
   a, p, n = (rng.normal(size=(5, 4)) for _ in range(3))
-  d = lambda x, y: np.sum(np.abs(x - y), -1)  # noqa: E731
+  d = lambda x, y: np.sum(np.abs(x - y), -1)
   truth = np.maximum(0.0, 1.0 + d(a, p) - np.minimum(d(a, n), d(p, n)))
   out = jaxloss.triplet_margin_with_distance_loss(f32(a), f32(p), f32(n),
                                                   distance_fn=_l1_distance, swap=True)
@@ -416,13 +416,13 @@ def test_triplet_with_custom_distance_against_numpy(rng):
 def test_cosine_embedding_and_triplet_with_distance_match_pytorch_vectors():
   for case in torch_cases("cosine_embedding_loss"):
     a, b, y = (f32(v) for v in case["inputs"])
-    fn = lambda v: jaxloss.cosine_embedding_loss(v, b, y, eps=1e-12, **case["kwargs"])  # noqa: E731
+    fn = lambda v: jaxloss.cosine_embedding_loss(v, b, y, eps=1e-12, **case["kwargs"])
     assert_close(fn(a), case["loss"])
     assert_close(jax.grad(lambda v: jnp.sum(fn(v)))(a), case["grad"], rtol=1e-4)
   cases = torch_cases("triplet_margin_with_distance_loss")
   assert cases
   for case in cases:
     a, p, n = (f32(v) for v in case["inputs"])
-    fn = lambda v: jaxloss.triplet_margin_with_distance_loss(v, p, n, **case["kwargs"])  # noqa: E731
+    fn = lambda v: jaxloss.triplet_margin_with_distance_loss(v, p, n, **case["kwargs"])
     assert_close(fn(a), case["loss"])
     assert_close(jax.grad(lambda v: jnp.sum(fn(v)))(a), case["grad"])

@@ -95,7 +95,7 @@ def _assert_matches(loss, grads, ref, use_bias, mode="none", coef=None, rtol=1e-
   else:
     assert loss.shape == () and loss.dtype == jnp.float32
     assert_close(loss, np.sum(coef * ref[0]))
-  for got, want in zip(grads[:2], ref[1:3]):
+  for got, want in zip(grads[:2], ref[1:3], strict=False):
     assert_close(got, want, rtol=rtol)
   if use_bias:
     assert_close(grads[2], ref[3], rtol=rtol)
@@ -187,7 +187,7 @@ def test_bfloat16_within_bfloat16_tolerance(rng, mode):
                   bias=b.astype(jnp.float32), z_loss=1e-3)
   # The products of bf16 inputs are exact in float32.
   assert_close(loss, ref[0] if mode == "none" else np.sum(coef * ref[0]), rtol=1e-4)
-  for got, want in zip(grads, ref[1:]):
+  for got, want in zip(grads, ref[1:], strict=False):
     assert_close(got, want, rtol=2e-2, atol_scale=2e-2)  # dlogits rounded to bf16 (2⁻⁸)
 
 
@@ -206,7 +206,7 @@ def test_float64_inputs_are_computed_in_float64(rng):
       scale = 1.0 if mode == "none" else 1 / N
       np.testing.assert_allclose(loss, ref[0] if mode == "none" else np.mean(ref[0]),
                                  rtol=1e-12)
-      for got, want in zip(grads, ref[1:]):
+      for got, want in zip(grads, ref[1:], strict=False):
         np.testing.assert_allclose(got, scale * want, rtol=1e-10, atol=1e-13)
     logp = jaxloss.linear_token_log_probs(args[0], args[1], labels, chunk_size=64)
     assert logp.dtype == jnp.float64
@@ -264,7 +264,7 @@ def test_bad_label_gives_nan_and_checkify_names_it(rng):
   good[[3, 4]] = False
   ref = reference(h, w, jnp.where(jnp.asarray(good), labels, 0), np.ones(N), kept=good)
   np.testing.assert_array_equal(grads[0][3:5], 0.0)
-  for got, want in zip(grads, ref[1:3]):
+  for got, want in zip(grads, ref[1:3], strict=False):
     assert_close(got, want, rtol=1e-4)
 
 
@@ -431,7 +431,7 @@ def test_token_log_probs_and_entropy_match_float64_reference(rng):
   assert log_p.dtype == entropy.dtype == jnp.float32
   assert_close(log_p, ref[0])
   assert_close(entropy, ref[1])
-  for got, want in zip(grads[:3], ref[2:]):
+  for got, want in zip(grads[:3], ref[2:], strict=False):
     assert_close(got, want, rtol=1e-4)
 
   def value(t):  # the temperature's gradient: central differences of the float64 value
@@ -542,7 +542,7 @@ def test_distillation_on_a_mesh_matches_reference(rng, shape):
       mesh=mesh)), (0, 1))(hs, ws)
   ref = distillation_reference(hs, ws, ht, wt, "jsd", 0.4, TEMP, u)
   assert_close(value, np.sum(np.float64(u) * ref[0]))
-  for got, want in zip(grads, ref[1:3]):
+  for got, want in zip(grads, ref[1:3], strict=False):
     assert_close(got, want, rtol=1e-4)
 
 

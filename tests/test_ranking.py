@@ -99,6 +99,16 @@ def test_masked_items_never_reach_value_or_gradient(rng):
   assert_close(loss, np_ranking(s, y, where=where)[0])
   grad = jax.grad(lambda x: jaxloss.ranking_softmax_loss(x, y, where=where))(f32(poisoned))
   assert np.all(np.isfinite(grad)) and np.all(grad[~where] == 0)
+  # −inf at the masked logits, forward mode too (jax #19490), per list and reduced.
+  minus_inf = np.where(where, s, -np.inf).astype(np.float32)
+  for reduce_fn in (None, jnp.mean):
+    fn = lambda x: jaxloss.ranking_softmax_loss(x, y, where=where,
+                                                reduce_fn=reduce_fn)
+    primal, tangent = jax.jvp(fn, (f32(minus_inf),), (jnp.ones_like(f32(s)),))
+    assert np.all(np.isfinite(primal)) and np.all(np.isfinite(tangent))
+    grad = jax.grad(lambda x: jnp.sum(fn(x)))(f32(minus_inf))
+    np.testing.assert_allclose(jnp.sum(tangent), jnp.sum(grad), rtol=1e-5, atol=1e-6)
+    assert np.all(grad[~where] == 0)
 
 
 def test_extreme_logits_and_zero_labels():

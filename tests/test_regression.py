@@ -152,8 +152,8 @@ OPTAX = [("squared_error", {}, {}), ("l2_loss", {}, {}), ("huber_loss", {"delta"
 @pytest.mark.parametrize("name,ours,theirs", OPTAX, ids=[o[0] for o in OPTAX])
 def test_optax_agreement(rng, name, ours, theirs):
   p, t = (jnp.asarray(a, jnp.float32) for a in _pair(rng))
-  mine = lambda x: jnp.sum(getattr(jaxloss, name)(x, t, **ours))  # noqa: E731
-  ref = lambda x: jnp.sum(getattr(optax.losses, name)(x, t, **theirs))  # noqa: E731
+  mine = lambda x: jnp.sum(getattr(jaxloss, name)(x, t, **ours))
+  ref = lambda x: jnp.sum(getattr(optax.losses, name)(x, t, **theirs))
   np.testing.assert_allclose(getattr(jaxloss, name)(p, t, **ours),
                              getattr(optax.losses, name)(p, t, **theirs), rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(jax.grad(mine)(p), jax.grad(ref)(p), rtol=1e-5, atol=1e-6)

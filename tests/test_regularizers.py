@@ -56,7 +56,7 @@ def test_masked_leaf_nan_reaches_neither_value_nor_gradient(rng):
   params = {"w": f32([1.0, -2.0]), "b": f32([np.nan, np.inf])}
   mask = {"w": True, "b": False}
   for fn in (jaxloss.l1_penalty, jaxloss.l2_penalty, jaxloss.elastic_net_penalty):
-    value, grad = jax.value_and_grad(lambda p: fn(p, mask=mask))(params)  # noqa: B023
+    value, grad = jax.value_and_grad(lambda p: fn(p, mask=mask))(params)
     assert np.isfinite(value)
     np.testing.assert_array_equal(grad["b"], [0.0, 0.0])
 
