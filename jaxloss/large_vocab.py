@@ -160,6 +160,12 @@ def _iota(size: int) -> jax.Array:
   return jnp.arange(size, dtype=jnp.int32)  # int32 positions, with or without jax_enable_x64
 
 
+def _barrier(x: Any, count: int) -> Any:
+  """``lax.optimization_barrier`` in a loop of ``count`` > 1 iterations (one block of tokens
+  is the whole operand: nothing to keep from being hoisted)."""
+  return x if count == 1 else lax.optimization_barrier(x)
+
+
 def _fori(count: int, body: Callable, init: Any) -> Any:
   if count == 1:
     return body(jnp.int32(0), init)
@@ -517,12 +523,12 @@ def _forward(cfg: _Config, student: _Head, teacher: _Head | None, labels, kept, 
   block, chunk = cfg.tiling
   acc = _acc_dtype(student.h, student.w, None if teacher is None else teacher.h)
   axes = _varying_axes(student, teacher, labels, kept, extra)
-  n_chunks = -(-v // chunk)
+  n_chunks, n_blocks = -(-v // chunk), -(-n // block)
   if n == 0:  # an empty batch: the statistic's outputs of no token
     return cfg.spec.finish(cfg.spec.init(0, acc, axes), cfg.axis, extra)
 
   def one_block(hs, j):
-    hs = lax.optimization_barrier(hs)  # see _head_block
+    hs = _barrier(hs, n_blocks)  # see _head_block
     row, _ = _span(n, block, j)
     kept_j = _rows(kept, row, block)
     h_j, t_j = (_head_block(x, kept_j, row, block) for x in hs)
@@ -548,7 +554,7 @@ def _forward(cfg: _Config, student: _Head, teacher: _Head | None, labels, kept, 
     return hs, cfg.spec.finish(state, cfg.axis, extra_j)
 
   hs = (student.h, None if teacher is None else teacher.h)
-  _, stacked = _scan(-(-n // block), one_block, hs)
+  _, stacked = _scan(n_blocks, one_block, hs)
   return {k: _unblock(x, n) for k, x in stacked.items()}
 
 
@@ -584,7 +590,7 @@ def _backward(cfg: _Config, student: _Head, teacher: _Head | None, labels, kept,
 
     def one_block(j, inner):
       hs, dh, dw_c, db_c, dcap, dscale = inner
-      hs = lax.optimization_barrier(hs)  # see _head_block
+      hs = _barrier(hs, n_blocks)  # see _head_block
       row, new_rows = _span(n, block, j)
       kept_j = _rows(kept, row, block)
       h_j, t_j = (_head_block(x, kept_j, row, block) for x in hs)
@@ -678,7 +684,7 @@ def _fused_forward(cfg: _Config, loss_fn: Callable, student: _Head, labels, kept
   block, chunk = cfg.tiling
   acc = _acc_dtype(h, w)
   axes = _varying_axes(student, labels, kept, args, hyper)
-  n_chunks = -(-v // chunk)
+  n_chunks, n_blocks = -(-v // chunk), -(-n // block)
   if n == 0:  # an empty batch: a sum of nothing, with zero gradients
     out = cfg.spec.finish(cfg.spec.init(0, acc, axes), cfg.axis, {})
     total = jnp.zeros((), acc)
@@ -691,7 +697,7 @@ def _fused_forward(cfg: _Config, loss_fn: Callable, student: _Head, labels, kept
 
   def one_block(carry, j):
     h_all, buffer, dw, db, dcap, dscale = carry
-    h_all = lax.optimization_barrier(h_all)  # see _head_block
+    h_all = _barrier(h_all, n_blocks)  # see _head_block
     row, new_rows = _span(n, block, j)
     kept_j = _rows(kept, row, block)
     h_j = _head_block(h_all, kept_j, row, block)
@@ -754,7 +760,7 @@ def _fused_forward(cfg: _Config, loss_fn: Callable, student: _Head, labels, kept
           None if b is None or not differentiate else _zeros(b.shape, acc, axes),
           None if cap is None or not differentiate else _zeros((), acc, axes),
           None if scale is None or not differentiate else _zeros((), acc, axes))
-  (_, _, dw, db, dcap, dscale), stacked = _scan(-(-n // block), one_block, init)
+  (_, _, dw, db, dcap, dscale), stacked = _scan(n_blocks, one_block, init)
   total = jnp.sum(stacked[0])
   out = {k: _unblock(x, n) for k, x in stacked[1].items()}
   if not differentiate:
