@@ -202,6 +202,18 @@ NON_LOSSES: dict[str, str] = {
                                "(tests/test_fenchel_young.py checks the loss it builds from "
                                "logsumexp against softmax cross-entropy, and optax's)",
 }
+# Losses whose registry entry is not written yet: they are outside the shared sweeps until it
+# is (a known gap, in CHANGELOG.md); their own tests (value, closed-form gradient, kinks, bad
+# labels, PyTorch vectors) are in the named files.
+NOT_YET_REGISTERED: dict[str, str] = {
+    name: f"entry not written yet; covered by {where}"
+    for name, where in (("margin_ranking_loss", "tests/test_margin.py"),
+                        ("hinge_embedding_loss", "tests/test_margin.py"),
+                        ("multilabel_margin_loss", "tests/test_margin.py"),
+                        ("categorical_hinge_loss", "tests/test_margin.py"),
+                        ("cosine_embedding_loss", "tests/test_embedding.py"),
+                        ("triplet_margin_with_distance_loss", "tests/test_embedding.py"))}
+NON_LOSSES.update(NOT_YET_REGISTERED)
 
 
 def _never(v: float) -> bool:
@@ -1285,6 +1297,16 @@ def _np_ntxent_grad(x, labels, temperature=0.07):
   return (g_u - np.where(inside, np.sum(g_u * u, 1, keepdims=True) * u, 0.0)) / norm
 
 
+def _optax_standard_promotion(name):
+  """optax's ``name`` traced under standard dtype promotion: it mixes int (or bool) with
+  float arrays, which the tests' strict promotion refuses. The numbers are optax's."""
+  def reference(*args, **kwargs):
+    import optax  # noqa: PLC0415
+    with jax.numpy_dtype_promotion("standard"):
+      return getattr(optax.losses, name)(*args, **kwargs)
+  return ("optax", reference)
+
+
 SEQUENCES = {"test": {"b": N, "t": 6, "k": 4, "n": 3}, "quick": {"b": 16, "t": 200, "k": 64,
                                                                  "n": 40},
              "full": {"b": 32, "t": 400, "k": 64, "n": 60}}
@@ -1708,9 +1730,14 @@ LOSSES: list[Loss] = [
     sequence("ctc_loss_with_forward_probs", kind="sequence_probs",
              kwargs={"log_epsilon": -1e4}, bounds={"log_epsilon": (0.0, 1.0)},
              not_timed="the same recursion as ctc_loss with the α's stacked: ctc_loss's row "
-                       "times the loss (optax's ctc_loss is this function)"),
+                       "times the loss (optax's ctc_loss is this function)",
+             optout={"vmap_over_examples": PER_SEQUENCE_BATCH,
+                     "no_retrace": "returns a tuple (loss, α_blank, α_emit), which the shared "
+                                   "test's jnp.mean of the output does not take; ctc_loss's "
+                                   "entry checks the same traced log_epsilon"}),
     classes("multiclass_sparsemax_loss", traits=CONVEX,
-            grad=lambda x, y: _np_sparsemax(x) - np.eye(x.shape[-1])[y]),
+            grad=lambda x, y: _np_sparsemax(x) - np.eye(x.shape[-1])[y],
+            optax=_optax_standard_promotion("multiclass_sparsemax_loss")),
     sigmoid("sparsemax_loss", traits=CONVEX, twice_differentiable=False,
             grad=lambda x, y: np.clip((np.float64(x) + 1) / 2, 0, 1) - y),
     class_probs("ranking_softmax_loss", make=_relevance, kwargs={"reduce_fn": None},
@@ -1737,7 +1764,7 @@ LOSSES: list[Loss] = [
            torch=lambda F, p, t: 1 - F.cosine_similarity(p, t, dim=-1)),
     Loss("ntxent", "contrast_scalar", _contrast_labels, CONTRAST, kwargs={"temperature": 0.2},
          bench_kwargs={}, bounds={"temperature": (0.0, -1.0)}, twice_differentiable=True,
-         grad=_np_ntxent_grad),
+         grad=_np_ntxent_grad, optax=_optax_standard_promotion("ntxent")),
 ]
 
 BY_NAME: dict[str, Loss] = {}
