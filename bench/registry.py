@@ -157,15 +157,6 @@ KINDS: dict[str, Kind] = {
     "contrast_scalar": Kind("embeddings (N, D) and (N,) labels; one scalar over the batch (an "
                             "optax drop-in name that optax returns reduced)", loss=False,
                             per_example=False),
-    # sequence and similarity losses (issue 13)
-    "sequence": Kind("(B, T, K) logits, (B, T) frame paddings, (B, N) integer labels and (B, N) "
-                     "label paddings (CTC); a loss of shape (B,)", class_axis=True,
-                     integer_labels=True),
-    "sequence_probs": Kind("CTC's inputs; the loss (B,) and the forward log-probabilities "
-                           "(T, B, N + 1) and (T, B, N) as a tuple", loss=False),
-    "contrast_scalar": Kind("embeddings (N, D) and (N,) labels; one scalar over the batch (an "
-                            "optax drop-in name that optax returns reduced)", loss=False,
-                            per_example=False),
     # large vocabulary: a student's and a teacher's hidden states and output weights (issue 18)
     "two_heads": Kind("student hidden (N, D) and weight (D, V), teacher hidden (N, D) and "
                       "weight (D, V); a divergence per token (N,)", class_axis=True),
@@ -210,10 +201,19 @@ NON_LOSSES: dict[str, str] = {
     "make_fenchel_young_loss": "a factory that returns a loss from a max function "
                                "(tests/test_fenchel_young.py checks the loss it builds from "
                                "logsumexp against softmax cross-entropy, and optax's)",
-    "make_fenchel_young_loss": "a factory that returns a loss from a max function "
-                               "(tests/test_fenchel_young.py checks the loss it builds from "
-                               "logsumexp against softmax cross-entropy, and optax's)",
 }
+# Losses whose registry entry is not written yet: they are outside the shared sweeps until it
+# is (a known gap, in CHANGELOG.md); their own tests (value, closed-form gradient, kinks, bad
+# labels, PyTorch vectors) are in the named files.
+NOT_YET_REGISTERED: dict[str, str] = {
+    name: f"entry not written yet; covered by {where}"
+    for name, where in (("margin_ranking_loss", "tests/test_margin.py"),
+                        ("hinge_embedding_loss", "tests/test_margin.py"),
+                        ("multilabel_margin_loss", "tests/test_margin.py"),
+                        ("categorical_hinge_loss", "tests/test_margin.py"),
+                        ("cosine_embedding_loss", "tests/test_embedding.py"),
+                        ("triplet_margin_with_distance_loss", "tests/test_embedding.py"))}
+NON_LOSSES.update(NOT_YET_REGISTERED)
 
 
 def _never(v: float) -> bool:
@@ -1297,118 +1297,6 @@ def _np_ntxent_grad(x, labels, temperature=0.07):
   return (g_u - np.where(inside, np.sum(g_u * u, 1, keepdims=True) * u, 0.0)) / norm
 
 
-SEQUENCES = {"test": {"b": N, "t": 6, "k": 4, "n": 3}, "quick": {"b": 16, "t": 200, "k": 64,
-                                                                 "n": 40},
-             "full": {"b": 32, "t": 400, "k": 64, "n": 60}}
-PER_SEQUENCE_BATCH = ("(B, T, K) logits by optax's signature: a per-example (T, K) call is "
-                      "refused by contract; test_sequence checks vmap over an extra leading axis")
-COSINE_WHERE = ("`where` masks feature entries of both vectors (optax's meaning), not classes of "
-                "a softmax: a −inf entry is not a masked-out value; test_similarity checks that "
-                "masked NaN entries never reach the value or the gradient")
-sequence = functools.partial(Loss, kind="sequence", make=_ctc_inputs, sizes=SEQUENCES,
-                             label_argnum=2, reverse_only=True,
-                             optout={"vmap_over_examples": PER_SEQUENCE_BATCH})
-cosine = functools.partial(Loss, kind="pair", make=_two_embeddings, sizes=EMBEDDING,
-                           twice_differentiable=True, kwargs={"epsilon": 1e-3},
-                           bench_kwargs={}, bounds={"epsilon": (-1.0,)}, grad=_np_cosine_grad,
-                           optout={"masked_classes": COSINE_WHERE})
-
-
-# --------------------------------------------------------------------------------------------
-# Sequence (CTC), Fenchel-Young, ranking and similarity losses (issue 13).
-# --------------------------------------------------------------------------------------------
-
-def _ctc_inputs(s: Sampler, b, t, k, n):
-  """(B, T, K) logits, (B, T) frame paddings (0, 1 or 2 padded frames), (B, N) labels in
-  [1, K) (0 is the blank) and (B, N) label paddings (0 or 1 padded labels)."""
-  frames = t - jnp.arange(b) % 3
-  lengths = n - jnp.arange(b) % 2
-  logit_pad = (jnp.arange(t)[None, :] >= frames[:, None]).astype(s.dtype)
-  label_pad = (jnp.arange(n)[None, :] >= lengths[:, None]).astype(s.dtype)
-  labels = s.integers(b, n, high=k - 1) + 1
-  return s.normal(b, t, k, scale=2.0), logit_pad, labels, label_pad
-
-
-def _torch_ctc(F, x, logit_pad, labels, label_pad):
-  return F.ctc_loss(x.log_softmax(-1).transpose(0, 1), labels,
-                    (1 - logit_pad).sum(1).long(), (1 - label_pad).sum(1).long(),
-                    blank=0, reduction="none")
-
-
-def _two_embeddings(s: Sampler, n, d):
-  return s.normal(n, d), s.normal(n, d)
-
-
-def _np_cosine_grad(a, b, epsilon=0.0, **unused):
-  """∂cos/∂a = b/(n_a n_b) − cos·a/n_a² where ‖a‖² > ε (the norm is held at sqrt(ε) below);
-  0 at a zero vector with ε = 0."""
-  a, b = np.float64(a), np.float64(b)
-  na2 = np.sum(a * a, -1, keepdims=True)
-  na = np.sqrt(np.maximum(na2, epsilon))
-  nb = np.sqrt(np.maximum(np.sum(b * b, -1, keepdims=True), epsilon))
-  zero = (na == 0) | (nb == 0)  # a zero vector with ε = 0: the documented sub-gradient 0
-  na, nb = np.where(zero, 1.0, na), np.where(zero, 1.0, nb)
-  cos = np.sum(a * b, -1, keepdims=True) / (na * nb)
-  return np.where(zero, 0.0, b / (na * nb) - np.where(na2 > epsilon, cos * a / na ** 2, 0.0))
-
-
-def _np_sparsemax(z):
-  """The projection onto the simplex along the last axis (sorted scores, Martins & Astudillo
-  2016, Alg. 1), in float64."""
-  z = np.float64(z)
-  zs = -np.sort(-z, axis=-1)
-  k = np.arange(1, z.shape[-1] + 1)
-  cs = np.cumsum(zs, -1)
-  size = np.sum(1 + k * zs > cs, -1, keepdims=True)
-  tau = (np.take_along_axis(cs, size - 1, -1) - 1) / size
-  return np.maximum(z - tau, 0)
-
-
-def _relevance(s: Sampler, n, c):
-  """(N, L) scores and graded relevance labels in {0, 1, 2}."""
-  return s.normal(n, c, scale=2.0), s.integers(n, c, high=3).astype(s.dtype)
-
-
-def _np_ranking(x, y, where=None, **unused):
-  """Per-list ranking softmax loss in float64 over the kept items."""
-  x, y = np.float64(x), np.float64(y)
-  keep = np.ones(x.shape, bool) if where is None else np.asarray(where)
-  y = np.where(keep, y, 0.0)
-  z = np.where(keep, x, -np.inf)
-  m = np.where(keep.any(-1, keepdims=True), z.max(-1, keepdims=True), 0.0)
-  lse = m + np.log(np.sum(np.where(keep, np.exp(np.where(keep, x - m, 0.0)), 0.0), -1,
-                          keepdims=True) + (~keep.any(-1, keepdims=True)))
-  return np.sum(np.where(y != 0, y * (lse - np.where(keep, x, 0.0)), 0.0), -1)
-
-
-def _ranking_grad(x, y, **unused):
-  """(Σ y)·softmax(x) − y."""
-  return np.sum(np.float64(y), -1, keepdims=True) * _np_softmax(x) - np.float64(y)
-
-
-def _np_ntxent_grad(x, labels, temperature=0.07):
-  """d ntxent/dx from the maths: per positive pair (i, j), softplus(LSE_{N(i)} s_i − s_ij)."""
-  x = np.float64(x)
-  labels = np.asarray(labels)
-  eps = np.finfo(np.float32).eps
-  norm = np.sqrt(np.maximum(np.sum(x * x, 1, keepdims=True), eps))
-  u = x / norm
-  s = u @ u.T / temperature
-  same = labels[:, None] == labels[None, :]
-  pos, neg = same & ~np.eye(len(x), dtype=bool), ~same
-  g_s = np.zeros_like(s)
-  for i, j in zip(*np.nonzero(pos), strict=True):
-    logits = np.concatenate([[s[i, j]], s[i, neg[i]]])
-    soft = np.exp(logits - logits.max())
-    soft /= soft.sum()
-    g_s[i, j] += soft[0] - 1
-    g_s[i, neg[i]] += soft[1:]
-  g_s /= max(pos.sum(), 1)
-  g_u = (g_s + g_s.T) @ u / temperature
-  inside = np.sum(x * x, 1, keepdims=True) > eps
-  return (g_u - np.where(inside, np.sum(g_u * u, 1, keepdims=True) * u, 0.0)) / norm
-
-
 def _optax_standard_promotion(name):
   """optax's ``name`` traced under standard dtype promotion: it mixes int (or bool) with
   float arrays, which the tests' strict promotion refuses. The numbers are optax's."""
@@ -1835,43 +1723,6 @@ LOSSES: list[Loss] = [
                bounds={"eps": (0.0, -1.0)}, traits={"zero_at_perfect"}, grad=_msle_grad,
                kinks=(Kink(([1e-7, -2.0], [1.0, 1.0]), [0.0, 0.0], {"eps": 1e-3},
                            "at and below ε the clamp is flat: gradient 0"),)),
-    # ---------------------------------------------------------------- sequence, Fenchel-Young,
-    # ranking, similarity (issue 13)
-    sequence("ctc_loss", kwargs={"log_epsilon": -1e4}, bench_kwargs={},
-             bounds={"log_epsilon": (0.0, 1.0)}, torch=_torch_ctc),
-    sequence("ctc_loss_with_forward_probs", kind="sequence_probs",
-             kwargs={"log_epsilon": -1e4}, bounds={"log_epsilon": (0.0, 1.0)},
-             not_timed="the same recursion as ctc_loss with the α's stacked: ctc_loss's row "
-                       "times the loss (optax's ctc_loss is this function)"),
-    classes("multiclass_sparsemax_loss", traits=CONVEX,
-            grad=lambda x, y: _np_sparsemax(x) - np.eye(x.shape[-1])[y]),
-    sigmoid("sparsemax_loss", traits=CONVEX, twice_differentiable=False,
-            grad=lambda x, y: np.clip((np.float64(x) + 1) / 2, 0, 1) - y),
-    class_probs("ranking_softmax_loss", make=_relevance, kwargs={"reduce_fn": None},
-                traits={"convex", "shift_invariant"}, grad=_ranking_grad,
-                masked_reference=_np_ranking,
-                optout={"masked_classes": "the shared test also calls it with its defaults, and "
-                                          "the default reduce_fn=jnp.mean (optax's) returns a "
-                                          "scalar that its per-row checks do not fit; "
-                                          "test_ranking checks −inf, NaN and inf at masked items "
-                                          "in both modes, forward mode included"}),
-    cosine("cosine_similarity", nonnegative=False,
-           kinks=(Kink(([[0.0, 0.0, 0.0]], [[1.0, -2.0, 0.5]]), [[0.0, 0.0, 0.0]],
-                       {"epsilon": 0.0}, "a zero vector with ε = 0: the cosine is undefined "
-                                         "and unbounded nearby; value 0, gradient 0"),),
-           torch=lambda F, p, t: F.cosine_similarity(p, t, dim=-1)),
-    cosine("cosine_distance",
-           grad=lambda a, b, **kw: -_np_cosine_grad(a, b, **kw),
-           kinks=(Kink(([[0.0, 0.0, 0.0]], [[1.0, -2.0, 0.5]]), [[0.0, 0.0, 0.0]],
-                       {"epsilon": 0.0}, "a zero vector with ε = 0: value 1, gradient 0"),),
-           optout={"masked_classes": COSINE_WHERE,
-                   "fully_masked_rows": "a fully masked pair is a pair of zero vectors, whose "
-                                        "distance is 1 by definition (optax's value at ε > 0), "
-                                        "not 0; test_similarity checks masks"},
-           torch=lambda F, p, t: 1 - F.cosine_similarity(p, t, dim=-1)),
-    Loss("ntxent", "contrast_scalar", _contrast_labels, CONTRAST, kwargs={"temperature": 0.2},
-         bench_kwargs={}, bounds={"temperature": (0.0, -1.0)}, twice_differentiable=True,
-         grad=_np_ntxent_grad),
     # ---------------------------------------------------------------- sequence, Fenchel-Young,
     # ranking, similarity (issue 13)
     sequence("ctc_loss", kwargs={"log_epsilon": -1e4}, bench_kwargs={},
