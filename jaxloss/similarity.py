@@ -9,7 +9,9 @@ float32 and returned in the promoted dtype of the floating inputs.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -46,70 +48,105 @@ def _clipped(n2: jax.Array, eps: jax.Array) -> jax.Array:
   return jnp.where(n2 > eps, n2, eps)
 
 
-def _ratio(dot: jax.Array, na2: jax.Array, nb2: jax.Array, eps_a: jax.Array,
-           eps_b: jax.Array) -> jax.Array:
-  """dot / (sqrt(max(na2, eps_a)) · sqrt(max(nb2, eps_b))), 0 where a clipped norm is 0.
-
-  A clipped norm of 0 (a zero vector with ε = 0) gives 0 with a zero gradient: the double
-  where keeps 0/0 out of both the value and the derivative (jax #1052).
-  """
-  ca, cb = _clipped(na2, eps_a), _clipped(nb2, eps_b)
-  zero = (ca == 0) | (cb == 0)
-  one = jnp.ones((), ca.dtype)
-  # sqrt(ca)·sqrt(cb), not sqrt(ca·cb): the product of two large squared norms can overflow.
-  denom = jnp.sqrt(jnp.where(zero, one, ca)) * jnp.sqrt(jnp.where(zero, one, cb))
-  return jnp.where(zero, jnp.zeros((), dot.dtype), dot / denom)
-
-
 def _scaled_eps(eps: jax.Array, s: jax.Array) -> jax.Array:
   """ε/s², and exactly 0 for ε = 0 (s² underflows for tiny entries: 0/0)."""
   return jnp.where(eps > 0, eps / jnp.square(s), jnp.zeros((), s.dtype))
 
 
-def _cosine(a: jax.Array, b: jax.Array, eps: jax.Array, axes: tuple[int, ...]) -> jax.Array:
-  """The cosine of ``a`` and ``b`` along ``axes`` (optax's ε on the squared norms).
+class _Parts(NamedTuple):
+  """The cosine and what its derivative needs, each of the batch shape."""
+  cos: jax.Array  # unclipped
+  na: jax.Array  # sqrt(max(‖a‖², ε)), 1 where it is 0
+  nb: jax.Array
+  a_free: jax.Array  # ‖a‖² > ε: the norm moves with a (else it is held at sqrt(ε))
+  b_free: jax.Array
+  zero: jax.Array  # a clipped norm is 0 (a zero vector with ε = 0): value and gradient 0
 
-  One fused pass (three sums) when every squared norm is 0 or within [tiny/ε_mach, max] of
-  the dtype, which makes the plain formula exact to rounding; otherwise (a vector with an
-  entry near 1e19 or 1e-19 in float32, inf, NaN) the batch is recomputed with each vector
-  scaled by its largest entry, held constant in the derivative (exact: the cosine is
-  invariant to the scale once ε is scaled with it), under ``lax.cond``.
-  """
+
+def _parts_from(dot: jax.Array, na2: jax.Array, nb2: jax.Array, eps_a: jax.Array,
+                eps_b: jax.Array, sa: Any = 1.0, sb: Any = 1.0) -> _Parts:
+  """The parts from the sums of (a/sa)·(b/sb), (a/sa)², (b/sb)² and ε/sa², ε/sb²."""
+  a_free, b_free = na2 > eps_a, nb2 > eps_b
+  ca, cb = jnp.where(a_free, na2, eps_a), jnp.where(b_free, nb2, eps_b)
+  zero = (ca == 0) | (cb == 0)
+  one = jnp.ones((), ca.dtype)
+  # sqrt(ca)·sqrt(cb), not sqrt(ca·cb): the product of two large squared norms can overflow.
+  ra, rb = jnp.sqrt(jnp.where(zero, one, ca)), jnp.sqrt(jnp.where(zero, one, cb))
+  cos = jnp.where(zero, jnp.zeros((), dot.dtype), dot / (ra * rb))
+  return _Parts(cos, ra * sa, rb * sb, a_free, b_free, zero)
+
+
+def _parts(a: jax.Array, b: jax.Array, eps: jax.Array, axes: tuple[int, ...]) -> _Parts:
+  """One fused pass (three sums) when every squared norm is within [tiny/ε_mach, max] of the
+  dtype, which makes the plain formula exact to rounding; otherwise (a zero vector, a vector
+  with an entry near 1e19 or 1e-19 in float32, inf, NaN) the batch is recomputed with each
+  vector scaled by its largest entry (the cosine is invariant to the scale once ε is scaled
+  with it), under ``lax.cond``."""
   dot = jnp.sum(a * b, axis=axes)
   na2 = jnp.sum(a * a, axis=axes)
   nb2 = jnp.sum(b * b, axis=axes)
   info = jnp.finfo(a.dtype)
 
-  def in_range(n2: jax.Array, x: jax.Array) -> jax.Array:
-    # A squared norm of 0 is safe only for a zero vector, not for tiny entries whose squares
-    # underflowed (Σ|x| tells them apart).
-    zero = (n2 == 0) & (jnp.sum(jnp.abs(x), axis=axes) == 0)
-    return zero | ((n2 >= info.tiny / info.eps) & (n2 <= info.max))
+  def in_range(n2: jax.Array) -> jax.Array:
+    # A squared norm of 0 is not in range: it is a zero vector or tiny entries whose squares
+    # underflowed, which only the scaled recomputation tells apart.
+    return (n2 >= info.tiny / info.eps) & (n2 <= info.max)
 
-  safe = jnp.all(in_range(na2, a) & in_range(nb2, b))  # False for NaN: NaN propagates
+  safe = jnp.all(in_range(na2) & in_range(nb2))  # False for NaN: NaN propagates
 
   def fast(dot: jax.Array, na2: jax.Array, nb2: jax.Array, a: jax.Array, b: jax.Array,
-           eps: jax.Array) -> jax.Array:
-    return _ratio(dot, na2, nb2, eps, eps)
+           eps: jax.Array) -> _Parts:
+    return _parts_from(dot, na2, nb2, eps, eps)
 
   def scaled(dot: jax.Array, na2: jax.Array, nb2: jax.Array, a: jax.Array, b: jax.Array,
-             eps: jax.Array) -> jax.Array:
+             eps: jax.Array) -> _Parts:
     del dot, na2, nb2
 
     def unit(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-      s = lax.stop_gradient(jnp.max(jnp.abs(x), axis=axes, keepdims=True))
+      s = jnp.max(jnp.abs(x), axis=axes, keepdims=True)
       s = jnp.where((s > 0) & jnp.isfinite(s), s, jnp.ones((), s.dtype))
       return x / s, jnp.squeeze(s, axes)
 
     u, sa = unit(a)
     v, sb = unit(b)
-    return _ratio(jnp.sum(u * v, axis=axes), jnp.sum(u * u, axis=axes),
-                  jnp.sum(v * v, axis=axes), _scaled_eps(eps, sa), _scaled_eps(eps, sb))
+    return _parts_from(jnp.sum(u * v, axis=axes), jnp.sum(u * u, axis=axes),
+                       jnp.sum(v * v, axis=axes), _scaled_eps(eps, sa), _scaled_eps(eps, sb),
+                       sa, sb)
 
-  cos = lax.cond(safe, fast, scaled, dot, na2, nb2, a, b, eps)
-  # Rounding can put |cos| a few ulps above 1; the value is clipped, the derivative is the
-  # unclipped one's (so cosine_distance is never negative).
-  return cos + lax.stop_gradient(jnp.clip(cos, -1.0, 1.0) - cos)
+  return lax.cond(safe, fast, scaled, dot, na2, nb2, a, b, eps)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
+def _cosine(a: jax.Array, b: jax.Array, eps: jax.Array, axes: tuple[int, ...]) -> jax.Array:
+  """The cosine of ``a`` and ``b`` along ``axes`` (optax's ε on the squared norms), clipped to
+  [−1, 1] against rounding (the derivative is the unclipped one's)."""
+  return jnp.clip(_parts(a, b, eps, axes).cos, -1.0, 1.0)
+
+
+@_cosine.defjvp
+def _cosine_jvp(axes: tuple[int, ...], primals: tuple[jax.Array, ...],
+                tangents: tuple[jax.Array, ...]) -> tuple[jax.Array, jax.Array]:
+  a, b, eps = primals
+  da, db, deps = tangents
+  p = _parts(a, b, eps, axes)
+  zero = jnp.zeros((), p.cos.dtype)
+
+  def expand(x: jax.Array) -> jax.Array:
+    return jnp.expand_dims(x, axes)
+
+  # ∂cos/∂a = (b̂ − cos·â·[‖a‖² > ε]) / n_a with â = a/n_a, b̂ = b/n_b (divided, not squared:
+  # no overflow or underflow); 0 at a zero vector with ε = 0 (the documented sub-gradient).
+  na, nb, cos = expand(p.na), expand(p.nb), expand(p.cos)
+  a_hat, b_hat = a / na, b / nb
+  ga = (b_hat - jnp.where(expand(p.a_free), cos * a_hat, zero)) / na
+  gb = (a_hat - jnp.where(expand(p.b_free), cos * b_hat, zero)) / nb
+  tangent = jnp.sum(ga * da + gb * db, axis=axes)
+  # A clipped norm is sqrt(ε): ∂cos/∂ε = −cos/(2ε) for each side held there.
+  held = (~p.a_free).astype(cos.dtype) + (~p.b_free).astype(cos.dtype)
+  safe_eps = jnp.where(eps > 0, eps, jnp.ones((), eps.dtype))
+  tangent = tangent + jnp.where(eps > 0, -p.cos * held / (2 * safe_eps), zero) * deps
+  tangent = jnp.where(p.zero, zero, tangent)
+  return jnp.clip(p.cos, -1.0, 1.0), tangent
 
 
 def _cosine_inputs(fn: str, predictions: ArrayLike, targets: ArrayLike, axis: Axis,
