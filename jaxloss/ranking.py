@@ -8,7 +8,9 @@ exceptions to "losses never reduce"; ``reduce_fn=None`` gives the per-list value
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +31,63 @@ def _broadcast(fn: str, name: str, value: ArrayLike | None, shape: tuple[int, ..
   except ValueError:
     raise ValueError(f"{fn}: `{name}` of shape {value.shape} does not broadcast to the "
                      f"logits' shape {shape}") from None
+
+
+def _shift_and_log_total(s: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """m = the largest logit (0 if not finite) and log Σ_j exp(s_j − m), keepdims."""
+  m = jnp.max(s, axis=-1, keepdims=True)
+  m = jnp.where(jnp.isfinite(m), m, jnp.zeros((), s.dtype))
+  return m, jnp.log(jnp.sum(jnp.exp(s - m), axis=-1, keepdims=True))
+
+
+@jax.custom_jvp
+def _all_kept(s: jax.Array, yw: jax.Array) -> jax.Array:
+  """The per-list loss with every item kept, its derivative in closed form."""
+  m, log_total = _shift_and_log_total(s)
+  # A zero label contributes exactly 0, even at a −inf logit (optax: 0·inf = NaN).
+  terms = jnp.where(yw == 0, jnp.zeros((), s.dtype), yw * ((m - s) + log_total))
+  return jnp.sum(terms, axis=-1)
+
+
+@functools.partial(_all_kept.defjvp, symbolic_zeros=True)
+def _all_kept_jvp(primals: tuple[jax.Array, jax.Array], tangents: tuple[Any, Any]
+                  ) -> tuple[jax.Array, jax.Array]:
+  s, yw = primals
+  ds, dyw = tangents
+  m, log_total = _shift_and_log_total(s)
+  zero = jnp.zeros((), s.dtype)
+  nll = (m - s) + log_total  # −log softmax(s)
+  loss = jnp.sum(jnp.where(yw == 0, zero, yw * nll), axis=-1)
+  tangent = jnp.zeros_like(loss)
+  if _numerics.nonzero(ds):
+    # ∂ℓ/∂s = (Σ_j yw_j)·softmax(s) − yw.
+    softmax = jnp.exp(-nll)
+    total = jnp.sum(yw, axis=-1, keepdims=True)
+    tangent = tangent + jnp.sum((total * softmax - yw) * ds, axis=-1)
+  if _numerics.nonzero(dyw):
+    tangent = tangent + jnp.sum(nll * dyw, axis=-1)  # ∂ℓ/∂yw = −log softmax(s)
+  return loss, tangent
+
+
+def _per_list(s: jax.Array, yw: jax.Array, keep: jax.Array | None) -> jax.Array:
+  """Σ_i yw_i·(−log softmax(s)_i) over the kept items (all when ``keep`` is None).
+
+  −log softmax(s)_i = (m − s_i) + log Σ_j exp(s_j − m), m the largest kept logit (held
+  constant): m − s_i is exact for close logits of any size (1e37 included), where
+  LSE(s) − s_i would lose log Σ's digits to the rounding of LSE. A list with no kept item gets
+  m = 0 and log Σ = 0.
+  """
+  if keep is None:
+    return _all_kept(s, yw)
+  zero = jnp.zeros((), s.dtype)
+  any_kept = jnp.any(keep, axis=-1, keepdims=True)
+  m = lax.stop_gradient(jnp.max(jnp.where(keep, s, -jnp.inf), axis=-1, keepdims=True))
+  m = jnp.where(any_kept & jnp.isfinite(m), m, zero)
+  total = jnp.sum(jnp.where(keep, jnp.exp(jnp.where(keep, s - m, zero)), zero), axis=-1,
+                  keepdims=True)
+  log_total = jnp.log(jnp.where(any_kept, total, 1.0))
+  # A zero label contributes exactly 0, even at a −inf logit (optax: 0·inf = NaN).
+  return jnp.sum(jnp.where(yw == 0, zero, yw * ((m - s) + log_total)), axis=-1)
 
 
 @_numerics.loss_jit(static=("reduce_fn",))
@@ -107,22 +166,7 @@ def ranking_softmax_loss(logits: ArrayLike, labels: ArrayLike, *,
     # Masked items are replaced before anything is computed (double where, jax #1052).
     yw = jnp.where(mask, yw, zero)
     s = jnp.where(mask, s, zero)
-    keep = mask
-  else:
-    keep = jnp.ones(s.shape, bool)
-  # −log softmax(s)_i = (m − s_i) + log Σ_j exp(s_j − m), m the largest kept logit (held
-  # constant): m − s_i is exact for close logits of any size (1e37 included), where
-  # LSE(s) − s_i would lose log Σ's digits to the rounding of LSE. A list with no kept item
-  # gets m = 0 and log Σ = 0.
-  any_kept = jnp.any(keep, axis=-1, keepdims=True)
-  m = lax.stop_gradient(jnp.max(jnp.where(keep, s, -jnp.inf), axis=-1, keepdims=True))
-  m = jnp.where(any_kept & jnp.isfinite(m), m, zero)
-  total = jnp.sum(jnp.where(keep, jnp.exp(jnp.where(keep, s - m, zero)), zero), axis=-1,
-                  keepdims=True)
-  log_total = jnp.log(jnp.where(any_kept, total, 1.0))
-  # A zero label contributes exactly 0, even at a −inf logit (optax: 0·inf = NaN).
-  terms = jnp.where(yw == 0, zero, yw * ((m - s) + log_total))
-  loss = jnp.sum(terms, axis=-1)
+  loss = _per_list(s, yw, mask)
   list_mask = None if mask is None else jnp.any(mask, axis=-1)
   if reduce_fn is None:
     return loss.astype(out_dtype)
