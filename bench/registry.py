@@ -1763,7 +1763,11 @@ LOSSES: list[Loss] = [
                                         "distance is 1 by definition (optax's value at ε > 0), "
                                         "not 0; test_similarity checks masks"},
            torch=lambda F, p, t: 1 - F.cosine_similarity(p, t, dim=-1)),
-    Loss("ntxent", "contrast_scalar", _contrast_labels, CONTRAST, kwargs={"temperature": 0.2},
+    # optax's ntxent materialises (N, N, D): 1024 x 1024 x 128 float32 is 512 MiB (CONTRAST's
+    # full 4096 x 4096 x 256 would be 16 GiB).
+    Loss("ntxent", "contrast_scalar", _contrast_labels,
+         {"test": CONTRAST["test"], "quick": {"n": 512, "d": 128}, "full": {"n": 1024, "d": 128}},
+         kwargs={"temperature": 0.2},
          bench_kwargs={}, bounds={"temperature": (0.0, -1.0)}, twice_differentiable=True,
          grad=_np_ntxent_grad, optax=_optax_standard_promotion("ntxent")),
 ]
