@@ -935,9 +935,12 @@ def _arcface_grad(x, w, y, scale=64.0, margin=0.5, easy_margin=False):
   def psi(c):  # cos(θ + m) = c cos m − sin θ sin m; insightface's fallback past θ = π − m
     sin = np.sqrt(1 - c * c)
     fall = c <= 0 if easy_margin else c <= np.cos(np.pi - margin)
+    # At c = ±1 dψ/dc is unbounded but the cosine's own gradient is 0: any finite value gives
+    # the same gradient, so the reference takes 0 there instead of ∞ · 0.
+    slope = np.where(sin > 0, c * np.sin(margin) / np.where(sin > 0, sin, 1.0), 0.0)
     return (np.where(fall, c if easy_margin else c - margin * np.sin(margin),
                      c * np.cos(margin) - sin * np.sin(margin)),
-            np.where(fall, 1.0, np.cos(margin) + c * np.sin(margin) / sin))
+            np.where(fall, 1.0, np.cos(margin) + slope))
   return _margin_softmax_grad(x, w, y, scale, psi)
 
 

@@ -1108,9 +1108,11 @@ def vocab_parallel_linear_softmax_cross_entropy(
     mesh: a ``jax.sharding.Mesh`` (static) holding both axes.
     vocab_axis: the mesh axis that splits the vocabulary.
     batch_axis: the mesh axis that splits the tokens.
-    bias, where, chunk_size, z_loss, label_smoothing, logit_soft_cap, ignore_index, reduction,
-      return_lse, token_chunk_size: as in :func:`linear_softmax_cross_entropy` (bias sharded
-      like the weight's columns; the tile sizes are chosen for the per-device shapes).
+    bias: as in :func:`linear_softmax_cross_entropy`, sharded like the weight's columns.
+
+  The other keywords (``where``, ``chunk_size``, ``z_loss``, ``label_smoothing``,
+  ``logit_soft_cap``, ``ignore_index``, ``reduction``, ``return_lse``, ``token_chunk_size``) are
+  as in :func:`linear_softmax_cross_entropy`; the tile sizes are chosen for the per-device shapes.
 
   Returns:
     As :func:`linear_softmax_cross_entropy`, the per-token loss sharded over ``batch_axis``
