@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxloss
+from bench import registry
 from bench import specs as specs_lib
 
 MODES = ("fwd", "fb")  # forward; forward+backward
@@ -46,6 +47,7 @@ class Result:
   """One loss's measurements (times in seconds; ratios are medians of per-repetition ratios)."""
   name: str
   shapes: str = ""
+  size: str = ""  # the largest input, compactly ("64×4000"; a pytree's array and element count)
   repeats: int = 0
   time_s: dict[str, float] = dataclasses.field(default_factory=dict)  # by mode, jaxloss
   # ratios[(mode, reference)] = jaxloss time / reference time; reference is "optax" or "torch"
@@ -183,6 +185,18 @@ def _describe(args: Sequence[Any]) -> str:
   return ", ".join(parts)
 
 
+def _size(args: Sequence[Any]) -> str:
+  """The largest positional input, as the terminal table shows it: its shape, or for a pytree
+  its array and element count."""
+  def elements(a: Any) -> int:
+    return sum(x.size for x in jax.tree.leaves(a))
+
+  largest = max(args, key=elements)
+  if isinstance(largest, jax.Array):
+    return "×".join(map(str, largest.shape)) or "scalar"
+  return f"{len(jax.tree.leaves(largest))} arrays, {elements(largest):,}"
+
+
 def measure(name: str, spec: specs_lib.Spec, mode: str, copy_call: Callable[[int], None],
             copy_bytes: int, torch: Any, repeats: int | None = None) -> tuple[Result, np.ndarray]:
   """Benchmarks one loss; returns its result and the copy kernel's seconds per repetition."""
@@ -201,8 +215,9 @@ def measure(name: str, spec: specs_lib.Spec, mode: str, copy_call: Callable[[int
   else:
     optax_label, optax_fn = "optax", getattr(optax.losses, name, None)
     target = spec.target or (specs_lib.SHARED_WITH_OPTAX_TARGET if optax_fn else None)
-  result = Result(name, _describe(first), optax_label=optax_label if optax_fn else None,
-                  target=target, floor_target=spec.floor_target if mode == "full" else None)
+  result = Result(name, _describe(first), _size(first),
+                  optax_label=optax_label if optax_fn else None, target=target,
+                  floor_target=spec.floor_target if mode == "full" else None)
 
   impls = {"ours": getattr(jaxloss, name)}
   if optax_fn is not None:
@@ -276,8 +291,19 @@ def run(names: Iterable[str], mode: str, *, spec_table: Mapping[str, specs_lib.S
       traceback.print_exc()
     results.append(result)
   bandwidth = copy_bytes / float(np.median(np.concatenate(copies))) if copies else float("nan")
-  not_timed = {n: why for n, why in specs_lib.NOT_TIMED.items() if n in jaxloss.__all__}
-  not_timed.update({n: "no timed entry in bench/registry.py" for n in jaxloss.__all__
-                    if n not in spec_table and n not in not_timed})
   return Run(mode, results, bandwidth, torch.__version__ if torch is not None else None,
-             threads, not_timed)
+             threads, not_timed_functions(spec_table))
+
+
+def not_timed_functions(spec_table: Mapping[str, specs_lib.Spec]) -> dict[str, str]:
+  """The public functions of jaxloss not timed, and why (``__version__`` is no function)."""
+  functions = [n for n in jaxloss.__all__ if callable(getattr(jaxloss, n, None))]
+  not_timed = {}
+  for n in functions:
+    if n in spec_table:
+      continue
+    if n in registry.NOT_YET_REGISTERED:
+      not_timed[n] = "not timed yet"
+    else:
+      not_timed[n] = specs_lib.NOT_TIMED.get(n, "not timed yet")
+  return not_timed

@@ -6,7 +6,9 @@ import argparse
 import importlib
 import importlib.util
 import pathlib
+import shutil
 import sys
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import jax
@@ -35,10 +37,13 @@ def large_vocab_section(quick: bool) -> str | None:
 def benchmark(names: Sequence[str], *, quick: bool, out: pathlib.Path, partial: bool,
               spec_table: Mapping[str, specs_lib.Spec] | None = None,
               repeats: int | None = None, large_vocab: bool = True) -> runner.Run:
-  """Runs ``names``, writes ``<out>/<stem>.md`` and ``.png``, prints the table."""
+  """Runs ``names``, writes ``<out>/<stem>.md`` (the full table) and ``.png``, and prints the
+  compact terminal table (:func:`bench.report.terminal`)."""
   mode = "quick" if quick else "full"
+  columns = min(report.TERMINAL_COLUMNS, shutil.get_terminal_size().columns)
   run = runner.run(names, mode, spec_table=spec_table, repeats=repeats,
-                   progress=lambda it: tqdm(it, desc="jaxloss bench", unit="loss"))
+                   progress=lambda it: tqdm(it, desc="jaxloss bench", unit="loss",
+                                            ncols=columns))
   sections = []
   if large_vocab:
     section = large_vocab_section(quick)
@@ -46,11 +51,11 @@ def benchmark(names: Sequence[str], *, quick: bool, out: pathlib.Path, partial: 
       sections.append(section)
   out.mkdir(parents=True, exist_ok=True)
   base = out / report.stem(mode, partial)
-  text = report.markdown(run, sections)
-  base.with_suffix(".md").write_text(text)
-  report.chart(run, base.with_suffix(".png"))
-  print(text)
-  print(f"wrote {base}.md and {base}.png")
+  md, png = base.with_suffix(".md"), base.with_suffix(".png")
+  md.write_text(report.markdown(run, sections))
+  report.chart(run, png)
+  more = ["the large-vocabulary memory and time tables"] if sections else []
+  print(report.terminal(run, md, png, more_in_markdown=more))
   return run
 
 
@@ -79,5 +84,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                   large_vocab=not args.loss or LARGE_VOCAB_LOSS in names)
   failed = [r.name for r in run.results if r.error is not None]
   if failed:
-    print(f"benchmark failed for: {', '.join(failed)}", file=sys.stderr)
+    print(textwrap.fill(f"benchmark failed for: {', '.join(failed)}", report.TERMINAL_COLUMNS),
+          file=sys.stderr)
   return 1 if failed else 0

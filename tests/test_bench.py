@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxloss
-from bench import large_vocab, registry, runner, specs, suite
+from bench import large_vocab, registry, report, runner, specs, suite
 
 
 def test_bench_writes_table_and_chart(tmp_path: pathlib.Path):
@@ -61,3 +61,53 @@ def test_large_vocab_floor_runs_the_products_it_claims():
   z = h @ w
   np.testing.assert_allclose(dh, z @ w.T, rtol=1e-4, atol=1e-4 * np.abs(z @ w.T).max())
   np.testing.assert_allclose(dw, h.T @ z, rtol=1e-4, atol=1e-4 * np.abs(h.T @ z).max())
+
+
+def _fake_run(mode: str, torch_version: str | None) -> runner.Run:
+  """A run's results as the runner returns them, made up (no timing): the longest public name,
+  a loss without an optax counterpart, one that failed, one whose reference disagrees."""
+  def result(name: str, size: str, ratio: float | None, **kw) -> runner.Result:
+    ratios = {} if ratio is None else {("fwd", "optax"): ratio, ("fb", "optax"): ratio}
+    if torch_version is not None:
+      ratios[("fb", "torch")] = 0.25
+    return runner.Result(name, shapes=f"{size} float32", size=size, repeats=7,
+                         time_s={"fwd": 1.234e-4, "fb": 2.5}, ratios=ratios,
+                         floor={"fwd": 1.5, "fb": 3.0}, compile_s={"ours": 0.1},
+                         temp_bytes={"ours": 0}, optax_label="optax" if ratio else None, **kw)
+
+  results = [result("softmax_cross_entropy_with_integer_labels", "4096×32000", 0.99,
+                    target=1.0),
+             result("l1_loss", "16777216", None),
+             result("l2_penalty", "4 arrays, 16,783,360", 1.2, notes=["optax mean 1 ≠ 2"]),
+             result("hinge_loss", "16777216", 0.5),
+             runner.Result("huber_loss", error="ValueError: " + "x" * 200)]
+  return runner.Run(mode, results, 2e10, torch_version, 2,
+                    {"reduce": "timed inside every loss's mean"})
+
+
+def test_terminal_output_fits_100_columns_with_a_summary():
+  md = pathlib.Path("bench/results/cpu-quick.md")
+  for mode, torch_version in (("quick", None), ("full", "2.5.0")):
+    text = report.terminal(_fake_run(mode, torch_version), md, md.with_suffix(".png"),
+                           more_in_markdown=["the large-vocabulary tables"])
+    lines = text.splitlines()
+    assert max(map(len, lines)) <= report.TERMINAL_COLUMNS, text
+    # 0.99 and 0.5 are below 1, 1.2 is not; the failed and the optax-less losses do not count.
+    assert ("Summary: jaxloss faster than optax (forward+backward) on 2 of 3 losses compared; "
+            "median ÷optax 0.99") in lines
+    head = next(i for i, line in enumerate(lines) if line.startswith("loss "))
+    assert lines[head + 1].startswith("softmax_cross_entropy_with_integer_labels  4096×32000")
+    assert "÷optax" in lines[head] and ("÷torch" in text) == (torch_version is not None)
+    assert any(line.startswith("huber_loss") and "failed" in line for line in lines)
+    (l1,) = (line for line in lines if line.startswith("l1_loss "))
+    assert l1.split()[-1 - (torch_version is not None)] == "–"  # no optax counterpart
+    assert ("Quick sizes" in text) == (mode == "quick")
+    assert str(md) in text and str(md.with_suffix(".png")) in text
+    assert "issue" not in text and "__version__" not in text
+
+
+def test_markdown_shows_targets_at_full_sizes_only_and_real_functions():
+  quick, full = (report.markdown(_fake_run(m, None), []) for m in ("quick", "full"))
+  assert "differ from a full run" in quick and "status" not in quick
+  assert "| status |" in full and "÷torch |" not in full  # no torch column without torch
+  assert "issue" not in quick + full and "__version__" not in quick + full
