@@ -54,7 +54,7 @@ def benchmark(names: Sequence[str], *, quick: bool, out: pathlib.Path, partial: 
   md, png = base.with_suffix(".md"), base.with_suffix(".png")
   md.write_text(report.markdown(run, sections))
   report.chart(run, png)
-  more = ["the large-vocabulary memory and time tables"] if sections else []
+  more = ["the large-vocabulary tables"] if sections else []
   print(report.terminal(run, md, png, more_in_markdown=more))
   return run
 
@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       description="Time every jaxloss loss against optax (and torch.nn.functional where "
                   "installed) on the local jax backend; write a Markdown table and a PNG.")
   parser.add_argument("--quick", action="store_true",
-                      help="small sizes (about a minute on 2 cores)")
+                      help="small sizes, for a first look (ratios differ from a full run's)")
   parser.add_argument("--loss", action="append", metavar="NAME",
                       help="only this loss (repeatable, or comma-separated)")
   parser.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT,
