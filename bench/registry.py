@@ -1771,6 +1771,23 @@ LOSSES: list[Loss] = [
              bounds={"temperature": (0.0, -1.0), "base_temperature": (0.0,)},
              grad=_supcon_grad, optout=SUPCON_OPTOUT,
              optax=_unsharded("supervised_contrastive_loss")),
+    # Circle and Multi-Similarity normalise the embeddings themselves (cosines): |z| = 1e30
+    # is fine. Circle's weights α are held constant (stop_gradient), so its gradient is not
+    # the derivative of its value: finite differences do not apply.
+    contrast("circle_loss", make=_contrast_labels, kwargs={"margin": 0.25, "gamma": 32.0},
+             bench_kwargs={}, bounds={"margin": (-0.1,), "gamma": (0.0, -1.0)},
+             optout={**CONTRAST_OPTOUT,
+                     "second_derivatives": "the self-paced weights α_p = [1 + m − s_p]_+ and "
+                                           "α_n = [s_n + m]_+ are held constant in the "
+                                           "derivative (the paper's and the reference "
+                                           "implementations' gradient), so finite "
+                                           "differences of the value, which see α move, "
+                                           "differ by design; test_contrastive checks the "
+                                           "closed form"}),
+    contrast("multi_similarity_loss", make=_contrast_labels,
+             kwargs={"alpha": 2.0, "beta": 10.0, "base": 0.5}, bench_kwargs={},
+             bounds={"alpha": (0.0, -1.0), "beta": (0.0, -1.0), "epsilon": (-0.1,)},
+             unbounded=("base",)),
     # ---------------------------------------------------------------- segmentation (issues 13, 15)
     segmentation("dice_loss", kwargs={"alpha": 0.3, "beta": 0.7, "smooth": 0.5},
                  bench_kwargs={}, bounds={"smooth": (-1.0,), "alpha": (-0.5,), "beta": (-0.5,)},

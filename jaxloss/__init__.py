@@ -9,10 +9,12 @@ __version__ = "0.1.0"
 # representation learning (issue 16)
 from jaxloss.contrastive import (
     arcface_loss,
+    circle_loss,
     clip_loss,
     cosface_loss,
     info_nce_loss,
     margin_softmax_loss,
+    multi_similarity_loss,
     sharded_clip_loss,
     sharded_siglip_loss,
     sharded_supervised_contrastive_loss,
@@ -216,10 +218,12 @@ __all__ = [
     "total_variation_distance",
     # representation learning (issue 16)
     "arcface_loss",
+    "circle_loss",
     "clip_loss",
     "cosface_loss",
     "info_nce_loss",
     "margin_softmax_loss",
+    "multi_similarity_loss",
     "sharded_clip_loss",
     "sharded_siglip_loss",
     "sharded_supervised_contrastive_loss",

@@ -1172,3 +1172,193 @@ def sharded_siglip_loss(image_embeddings: ArrayLike, text_embeddings: ArrayLike,
                        in_specs=(P(batch_axis, None), P(batch_axis, None), P(), P()),
                        out_specs=P(batch_axis))(img, txt, t, b)
   return loss.astype(out)
+
+
+# --------------------------------------------------------------------------------------------
+# Pair-weighting metric losses (Circle, Multi-Similarity): cosine similarities of every pair.
+# --------------------------------------------------------------------------------------------
+
+def _cosine_pairs(z: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """S_ij = ẑ_i·ẑ_j of the L2-normalised rows, and the (N, N) positive (same class, j ≠ i) and
+  negative (other class) masks."""
+  u = _normalize(z)
+  same = y[:, None] == y[None, :]
+  eye = jnp.arange(z.shape[0])[:, None] == jnp.arange(z.shape[0])[None, :]
+  return u @ u.T, same & ~eye, ~same
+
+
+def _pair_logsumexp(logit_p: jax.Array, logit_n: jax.Array, positive: jax.Array,
+                    negative: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """log Σ exp over each row's positives and over its negatives, stacked (2, N), and whether
+  the row has any (2, N): one log-sum-exp over both (N, N) blocks.
+
+  A row with no entry is replaced by zeros over all its columns first (a finite log-sum-exp
+  that the caller discards with ``where``; the double-where keeps its gradient out, jax #1052).
+  """
+  logits, mask = jnp.stack([logit_p, logit_n]), jnp.stack([positive, negative])
+  has = jnp.any(mask, axis=2)
+  safe = jnp.where(has[..., None], logits, jnp.zeros((), logits.dtype))
+  return _logsumexp(jnp.where(mask | ~has[..., None], safe, -jnp.inf), 2), has
+
+
+@_numerics.loss_jit(bounds={"margin": _NONNEGATIVE, "gamma": _POSITIVE})
+def circle_loss(embeddings: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = 0.25,
+                gamma: ArrayLike = 256.0) -> jax.Array:
+  """Circle loss of Sun et al. (2020), the pair-wise form, per anchor.
+
+  Every example is an anchor; with s the cosine similarities of the L2-normalised embeddings,
+  its positives s_p (the other examples of its class) and its negatives s_n (every example of
+  another class),
+
+  .. math::
+    \\ell_i = \\log\\Big[1 + \\sum_{n} e^{\\gamma \\alpha_n (s_n - \\Delta_n)}
+                        \\sum_{p} e^{-\\gamma \\alpha_p (s_p - \\Delta_p)}\\Big]
+           = \\operatorname{softplus}\\Big(\\operatorname{LSE}_n\\, \\gamma \\alpha_n (s_n - m)
+             + \\operatorname{LSE}_p\\, {-\\gamma} \\alpha_p (s_p - 1 + m)\\Big)
+
+  with the self-paced weights α_p = [1 + m − s_p]_+ and α_n = [s_n + m]_+ (optima
+  O_p = 1 + m, O_n = −m) and the margins Δ_p = 1 − m, Δ_n = m: the decision boundary is the
+  circle (s_n − 0)² + (s_p − 1)² = 2m². The mean over anchors is the batch's scalar.
+
+  Args:
+    embeddings: floating (N, D), normalised here: the similarities are cosines.
+    labels: integer (N,) classes (any integers; only equality matters).
+    margin: the relaxation m >= 0 (traced; the paper uses 0.25 for faces, 0.4 for
+      fine-grained retrieval).
+    gamma: the scale γ > 0 (traced; 256 for faces, 80 for fine-grained retrieval).
+
+  Returns:
+    The per-anchor loss (N,), in the embeddings' floating dtype.
+
+  Derivative: the weights α are held constant (``stop_gradient``), as the reference
+  implementations do (pytorch-metric-learning documents it): with σ = sigmoid of the
+  softplus argument, dℓ_i/ds_n = σ·softmax_n·γα_n and dℓ_i/ds_p = −σ·softmax_p·γα_p, the
+  softmaxes over the anchor's negatives and positives. So ``jax.grad`` is not the derivative
+  of the value in s (which would add γ(s_n − m) and −γ(s_p − 1 + m) terms where α > 0): a
+  deliberate choice, the paper's gradient analysis. The cosine's gradient in an embedding is
+  (ẑ_j − s_ij ẑ_i)/‖z_i‖.
+
+  Edge cases:
+    An anchor without a positive or without a negative has an empty sum inside the log: its
+    loss is log(1 + 0) = 0, with zero gradient (pytorch-metric-learning instead drops it from
+    the mean; ``jaxloss.reduce(..., where=...)`` does the same). Stable at γ = 256 with
+    cosines of exactly ±1 (an identical negative has logit γ(1 + m)(1 − m) = 240, exp of
+    which overflows float32): both sums run through ``logsumexp`` and the log through
+    ``softplus``. A zero embedding has cosine 0 with every other and gradient 0. Labels are
+    class ids: no value is invalid. NaN in an embedding reaches every row (the batch is
+    coupled).
+
+  References:
+    Y. Sun, C. Cheng, Y. Zhang, C. Zhang, L. Zheng, Z. Wang, Y. Wei, "Circle Loss: A Unified
+    Perspective of Pair Similarity Optimization", CVPR 2020, Eq. 4-6;
+    pytorch-metric-learning ``losses.CircleLoss``.
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> z = jnp.array([[1.0, 0.0], [0.6, 0.8], [0.8, 0.6], [0.0, 1.0]])
+    >>> y = jnp.array([0, 0, 1, 1])
+    >>> print([f"{v:.4f}" for v in jaxloss.circle_loss(z, y, margin=0.25, gamma=16.0)])
+    ['10.8001', '15.3166', '15.3166', '10.8001']
+  """
+  fn = "circle_loss"
+  out, z, y, _ = _supcon_inputs(fn, embeddings, labels, None)
+  m = jnp.asarray(margin, z.dtype)
+  g = jnp.asarray(gamma, z.dtype)
+  s, positive, negative = _cosine_pairs(z, y)
+  fixed = lax.stop_gradient(s)
+  zero = jnp.zeros((), z.dtype)
+  alpha_p = jnp.maximum(1 + m - fixed, zero)  # held constant: see Derivative
+  alpha_n = jnp.maximum(fixed + m, zero)
+  lse, has = _pair_logsumexp(-g * alpha_p * (s - (1 - m)), g * alpha_n * (s - m), positive,
+                             negative)
+  both = has[0] & has[1]
+  loss = jax.nn.softplus(jnp.where(both, lse[0] + lse[1], zero))
+  return jnp.where(both, loss, zero).astype(out)
+
+
+@_numerics.loss_jit(bounds={"alpha": _POSITIVE, "beta": _POSITIVE, "epsilon": _NONNEGATIVE})
+def multi_similarity_loss(embeddings: ArrayLike, labels: ArrayLike, *, alpha: ArrayLike = 2.0,
+                          beta: ArrayLike = 50.0, base: ArrayLike = 0.5,
+                          epsilon: ArrayLike | None = None) -> jax.Array:
+  """Multi-Similarity loss of Wang et al. (2019), per anchor.
+
+  Every example is an anchor i; with S the cosine similarities of the L2-normalised
+  embeddings, P_i its positives (the other examples of its class) and N_i its negatives,
+
+  .. math::
+    \\ell_i = \\frac{1}{\\alpha}
+             \\log\\Big[1 + \\sum_{k \\in P_i} e^{-\\alpha (S_{ik} - \\lambda)}\\Big]
+           + \\frac{1}{\\beta}
+             \\log\\Big[1 + \\sum_{k \\in N_i} e^{\\beta (S_{ik} - \\lambda)}\\Big]
+
+  computed as softplus(logsumexp(·))/α and /β. The paper's scalar is the mean over anchors.
+
+  By default (``epsilon=None``) P_i and N_i are *all* the anchor's pairs: the paper's pair
+  mining is a separate, optional step (as pytorch-metric-learning separates its
+  ``MultiSimilarityMiner``). With ``epsilon`` = ε, the paper's mining (Eq. 6-7) keeps the
+  negatives with S_ik > min_{k' ∈ P_i} S_ik' − ε and the positives with
+  S_ik < max_{k' ∈ N_i} S_ik' + ε (strict inequalities; the authors use ε = 0.1). The
+  selection is computed from ``stop_gradient`` similarities: it is a set, not a function the
+  gradient flows through.
+
+  Args:
+    embeddings: floating (N, D), normalised here: the similarities are cosines.
+    labels: integer (N,) classes (any integers; only equality matters).
+    alpha: α > 0, the positive pairs' scale (traced).
+    beta: β > 0, the negative pairs' scale (traced).
+    base: the similarity margin λ (traced, any real; 0.5 as in the authors' code and
+      pytorch-metric-learning, which notes the paper's λ = 1).
+    epsilon: None (no mining, static) or ε >= 0, the mining margin (traced).
+
+  Returns:
+    The per-anchor loss (N,), in the embeddings' floating dtype.
+
+  Derivative: dℓ_i/dS_ik = −e^{−α(S_ik − λ)}/(1 + Σ_P e^{−α(S − λ)}) on (kept) positives and
+  e^{β(S_ik − λ)}/(1 + Σ_N e^{β(S − λ)}) on (kept) negatives: the paper's pair weights
+  w⁺ and w⁻ (Eq. 8-9); mining changes the sets, never the gradient of a kept pair. The
+  cosine's gradient in an embedding is (ẑ_k − S_ik ẑ_i)/‖z_i‖.
+
+  Edge cases:
+    Without mining, an anchor without positives (or negatives) has an empty sum: that term is
+    log(1 + 0) = 0 with zero gradient, and the other term stays. With mining, an anchor
+    keeps a positive exactly when it keeps a negative (both conditions read
+    max_N S > min_P S − ε; one set empty empties the other), and one without mined pairs gives
+    0 with zero gradient, as the authors' code skips it. Stable at β = 50 with cosines of
+    exactly ±1 (``logsumexp`` and ``softplus``). A zero embedding has cosine 0 with every
+    other and gradient 0. Labels are class ids: no value is invalid. NaN in an embedding
+    reaches every row (the batch is coupled).
+
+  References:
+    X. Wang, X. Han, W. Huang, D. Dong, M. R. Scott, "Multi-Similarity Loss with General Pair
+    Weighting for Deep Metric Learning", CVPR 2019, Eq. 6-10; the authors'
+    ``research-ms-loss``; pytorch-metric-learning ``losses.MultiSimilarityLoss``.
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> z = jnp.array([[1.0, 0.0], [0.6, 0.8], [1.0, 0.1], [0.8, 0.6]])
+    >>> y = jnp.array([0, 0, 0, 1])
+    >>> print([f"{v:.4f}" for v in jaxloss.multi_similarity_loss(z, y)])
+    ['0.6920', '0.9224', '0.7205', '0.4601']
+    >>> print([f"{v:.4f}" for v in jaxloss.multi_similarity_loss(z, y, epsilon=0.1)])
+    ['0.5991', '0.9224', '0.6218', '0.0000']
+  """
+  fn = "multi_similarity_loss"
+  out, z, y, _ = _supcon_inputs(fn, embeddings, labels, None)
+  a = jnp.asarray(alpha, z.dtype)
+  b = jnp.asarray(beta, z.dtype)
+  lam = jnp.asarray(base, z.dtype)
+  s, positive, negative = _cosine_pairs(z, y)
+  if epsilon is not None:
+    eps = jnp.asarray(epsilon, z.dtype)
+    fixed = lax.stop_gradient(s)
+    hardest_p = jnp.min(fixed, axis=1, where=positive, initial=jnp.inf)
+    hardest_n = jnp.max(fixed, axis=1, where=negative, initial=-jnp.inf)
+    negative = negative & (fixed > (hardest_p - eps)[:, None])
+    positive = positive & (fixed < (hardest_n + eps)[:, None])
+  lse, has = _pair_logsumexp(-a * (s - lam), b * (s - lam), positive, negative)
+  if epsilon is not None:  # the authors' code skips an anchor missing either mined set
+    has = jnp.broadcast_to(has[0] & has[1], has.shape)
+  zero = jnp.zeros((), z.dtype)
+  # (1/α)·log(1 + Σ_P ...) + (1/β)·log(1 + Σ_N ...) = Σ_rows softplus(lse)/scale.
+  terms = jnp.where(has, jax.nn.softplus(jnp.where(has, lse, zero)), zero)
+  return (terms[0] / a + terms[1] / b).astype(out)

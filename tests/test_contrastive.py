@@ -646,3 +646,122 @@ def test_ring_siglip_temporary_memory_is_local_block_squared():
   block = b * b * 4
   assert ring <= 3 * block
   assert gathered >= 8 * block
+
+
+# --------------------------------------------------------------------------------------------
+# Circle loss and Multi-Similarity loss: the papers' formulas pair by pair, in float64.
+# --------------------------------------------------------------------------------------------
+
+def cosine_chain(z, g):
+  """d/dz of Σ_ij g_ij S_ij with S_ij = ẑ_i·ẑ_j: (I − ẑ_i ẑ_iᵀ)((g + gᵀ) ẑ)_i / ‖z_i‖."""
+  norm = np.linalg.norm(z, axis=1, keepdims=True)
+  u = z / norm
+  du = (g + g.T) @ u
+  return (du - np.sum(du * u, 1, keepdims=True) * u) / norm
+
+
+def pair_sets(y, i):
+  others = [k for k in range(len(y)) if k != i]
+  return [k for k in others if y[k] == y[i]], [k for k in others if y[k] != y[i]]
+
+
+def np_circle(z, y, m, gamma):
+  """Sun et al. 2020, Eq. 4 over every (negative, positive) pair of each anchor:
+  ℓ = log(1 + Σ_n Σ_p exp(γα_n(s_n − m) − γα_p(s_p − 1 + m))), α held constant in the gradient.
+
+  Returns the losses and the gradient of their sum in z.
+  """
+  z = np.float64(z)
+  s = unit(z) @ unit(z).T
+  loss, g = np.zeros(len(z)), np.zeros_like(s)
+  for i in range(len(z)):
+    pos, neg = pair_sets(y, i)
+    if not pos or not neg:
+      continue  # an empty double sum: log(1 + 0) = 0
+    a_n, a_p = np.maximum(s[i, neg] + m, 0), np.maximum(1 + m - s[i, pos], 0)
+    pairs = (gamma * a_n * (s[i, neg] - m))[:, None] - (gamma * a_p * (s[i, pos] - 1 + m))[None]
+    loss[i] = logsumexp(np.concatenate([[0.0], pairs.ravel()]))
+    w = np.exp(pairs - loss[i])  # dℓ/d(pair term)
+    g[i, neg] += w.sum(1) * gamma * a_n
+    g[i, pos] -= w.sum(0) * gamma * a_p
+  return loss, cosine_chain(z, g)
+
+
+def np_multi_similarity(z, y, alpha, beta, lam, eps=None):
+  """Wang et al. 2019, Eq. 6-7 (mining with ε) and Eq. 10, anchor by anchor; the gradient is
+  the pair weights of Eq. 8-9 on the kept pairs. Returns losses, gradient in z, kept counts."""
+  z = np.float64(z)
+  s = unit(z) @ unit(z).T
+  loss, g, kept = np.zeros(len(z)), np.zeros_like(s), []
+  for i in range(len(z)):
+    pos, neg = pair_sets(y, i)
+    if eps is not None:
+      neg_kept = [k for k in neg if pos and s[i, k] > min(s[i, pos]) - eps]
+      pos_kept = [k for k in pos if neg and s[i, k] < max(s[i, neg]) + eps]
+      pos, neg = (pos_kept, neg_kept) if pos_kept and neg_kept else ([], [])
+    kept.append(len(pos) + len(neg))
+    e_p, e_n = np.exp(-alpha * (s[i, pos] - lam)), np.exp(beta * (s[i, neg] - lam))
+    loss[i] = np.log1p(e_p.sum()) / alpha + np.log1p(e_n.sum()) / beta
+    g[i, pos] -= e_p / (1 + e_p.sum())
+    g[i, neg] += e_n / (1 + e_n.sum())
+  return loss, cosine_chain(z, g), np.array(kept)
+
+
+def pair_problem(rng, n=N):
+  """Random (not normalised) embeddings; classes 0-2 and a class of one at anchor 0."""
+  z = (rng.normal(size=(n, D)) * rng.uniform(0.5, 2.0, size=(n, 1))).astype(np.float32)
+  y = rng.integers(0, 3, n)
+  y[0] = 7
+  return z, y
+
+
+def test_circle_loss_matches_sun_formula_and_its_gradient(rng):
+  z, y = pair_problem(rng)
+  loss, dz = np_circle(z, y, 0.25, 256.0)
+  value, (gz,) = value_and_grads(lambda z: jaxloss.circle_loss(z, jnp.asarray(y)), f32(z),
+                                 argnums=(0,))
+  assert loss[0] == 0 and value[0] == 0  # anchor 0 has no positive: log(1 + 0)
+  assert_close(value, loss)
+  assert_close(gz, dz, rtol=1e-4)
+
+
+def values_and_grads_of_each(fns, *xs):
+  """[(per-example values, gradient of their sum)] of each fn at each x, in one compilation."""
+  def each(x):
+    return [jax.value_and_grad(lambda x, f=f: (jnp.sum(f(x)), f(x)), has_aux=True)(x)
+            for f in fns]
+  out = jax.jit(lambda xs: [each(x) for x in xs])(xs)
+  return [[(values, g) for (_, values), g in row] for row in out]
+
+
+def test_multi_similarity_matches_wang_formula_and_its_gradient(rng):
+  z, y = pair_problem(rng)
+  y[1] = 8  # a second class of one
+  modes = (None, 0.1)  # all pairs, and the paper's mining with ε = 0.1
+  fns = [lambda z, e=e: jaxloss.multi_similarity_loss(z, jnp.asarray(y), epsilon=e)
+         for e in modes]
+  for eps, (value, gz) in zip(modes, values_and_grads_of_each(fns, f32(z))[0], strict=True):
+    loss, dz, kept = np_multi_similarity(z, y, 2.0, 50.0, 0.5, eps)
+    if eps is not None:  # mining drops pairs here, and empties the lonely anchors
+      assert kept.sum() < N * (N - 1) and kept[0] == kept[1] == 0
+      assert value[0] == 0 and value[1] == 0
+    assert_close(value, loss)
+    assert_close(gz, dz, rtol=1e-4)
+
+
+def test_circle_and_multi_similarity_stable_at_cosines_of_plus_minus_one():
+  # Duplicated and antipodal rows: cosines of exactly ±1, where an identical negative has the
+  # logit γ(1 + m)(1 − m) = 240 and an antipodal positive γ(2 + m)(1 + m) = 1008 at γ = 256;
+  # and a batch of one embedding repeated (every cosine 1).
+  e = np.eye(D, dtype=np.float32)
+  z = np.stack([e[0], 2 * e[0], -e[0], e[1], -3 * e[1], e[1]])
+  y = np.array([0, 1, 0, 2, 2, 3])
+  same = np.tile(e[2], (6, 1))
+  fns = [lambda z: jaxloss.circle_loss(z, jnp.asarray(y), margin=0.25, gamma=256.0),
+         lambda z: jaxloss.multi_similarity_loss(z, jnp.asarray(y), alpha=2.0, beta=50.0)]
+  got = values_and_grads_of_each(fns, f32(z), f32(same))
+  for x, row in zip((z, same), got, strict=True):
+    refs = (np_circle(x, y, 0.25, 256.0)[0], np_multi_similarity(x, y, 2.0, 50.0, 0.5)[0])
+    for ref, (value, g) in zip(refs, row, strict=True):
+      assert np.all(np.isfinite(value)) and np.all(np.isfinite(g))
+      assert_close(value, ref, atol_scale=1e-6)
