@@ -42,7 +42,12 @@ from jaxloss.distillation import (
     reverse_kl_divergence,
     total_variation_distance,
 )
-from jaxloss.divergence import kl_divergence, kl_divergence_with_log_targets
+from jaxloss.divergence import (
+    convex_kl_divergence,
+    generalized_kl_divergence,
+    kl_divergence,
+    kl_divergence_with_log_targets,
+)
 from jaxloss.embedding import (
     center_loss,
     contrastive_loss,
@@ -135,6 +140,7 @@ from jaxloss.similarity import cosine_distance, cosine_similarity, ntxent
 from jaxloss.softmax import (
     nll_loss,
     poly_loss_cross_entropy,
+    safe_softmax_cross_entropy,
     smooth_labels,
     softmax_cross_entropy,
     softmax_cross_entropy_with_integer_labels,
@@ -268,4 +274,8 @@ __all__ = [
     "cosine_distance",
     "cosine_similarity",
     "ntxent",
+    # optax's remaining class-axis names (issue 13)
+    "convex_kl_divergence",
+    "generalized_kl_divergence",
+    "safe_softmax_cross_entropy",
 ]

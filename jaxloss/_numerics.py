@@ -265,6 +265,30 @@ def canonical_axis(fn: str, axis: int, ndim: int, *, name: str | None = None) ->
   return axis % ndim
 
 
+AxisLike = int | tuple[int, ...] | None  # optax's type of a class-axis argument
+
+
+def canonical_axes(fn: str, axis: AxisLike, ndim: int, *, name: str | None = None,
+                   allow_none: bool = True) -> int | tuple[int, ...]:
+  """``axis`` as optax types it, normalised: an int stays an int (:func:`canonical_axis`); a
+  tuple of ints becomes a tuple of non-negative ints in the order given (negative entries
+  allowed, a repeated axis refused); ``None`` (where ``allow_none``) is every axis.
+
+  ``TypeError`` for anything else, ``ValueError`` for an entry out of range or repeated.
+  """
+  if isinstance(axis, int):
+    return canonical_axis(fn, axis, ndim, name=name)
+  if axis is None and allow_none:
+    return tuple(range(ndim))
+  if not isinstance(axis, tuple) or not all(isinstance(a, int) for a in axis):
+    allowed = "an int, a tuple of ints or None" if allow_none else "an int or a tuple of ints"
+    raise TypeError(f"{fn}: `axis` must be {allowed}, got {axis!r}")
+  axes = tuple(canonical_axis(fn, a, ndim, name=name) for a in axis)
+  if len(set(axes)) != len(axes):
+    raise ValueError(f"{fn}: axis={axis} names an axis twice")
+  return axes
+
+
 def elementwise_inputs(fn: str, predictions: jax.typing.ArrayLike,
                        targets: jax.typing.ArrayLike | None,
                        pred_name: str = "predictions", target_name: str = "targets",
@@ -464,6 +488,69 @@ def broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
   return lead >= 0 and all(s in (1, t) for s, t in zip(shape, target[lead:], strict=True))
 
 
+class ClassAxes(NamedTuple):
+  """Several class axes merged into one last axis (optax's tuple ``axis``).
+
+  ``merge`` moves the batch axes first (in their order) and the class axes last, in the order
+  given, and flattens the class axes into one: a class index is then the row-major flat index
+  into the class axes in that order (optax's ``softmax_cross_entropy_with_integer_labels``
+  with a tuple ``axis``), and a reduction over the class axes is one over the last axis.
+  """
+  perm: tuple[int, ...]         # the batch axes, then the class axes in the order given
+  batch: tuple[int, ...]        # the batch shape (the loss's shape)
+  classes: tuple[int, ...]      # the class axes' sizes, in the order given
+
+  @classmethod
+  def of(cls, shape: tuple[int, ...], axes: tuple[int, ...]) -> ClassAxes:
+    batch_axes = tuple(i for i in range(len(shape)) if i not in axes)
+    return cls(batch_axes + axes, tuple(shape[i] for i in batch_axes),
+               tuple(shape[i] for i in axes))
+
+  def merge(self, a: jax.Array) -> jax.Array:
+    """``a`` (of the full shape) as ``batch + (C,)``, C the product of the class sizes."""
+    n_classes = int(np.prod(self.classes, dtype=np.int64))
+    return jnp.transpose(a, self.perm).reshape(self.batch + (n_classes,))
+
+  def split(self, a: jax.Array) -> jax.Array:
+    """The inverse of :meth:`merge`."""
+    inverse = tuple(int(i) for i in np.argsort(self.perm))
+    return jnp.transpose(a.reshape(self.batch + self.classes), inverse)
+
+  def merge_where(self, fn: str, where: jax.typing.ArrayLike | None, shape: tuple[int, ...],
+                  name: str) -> jax.typing.ArrayLike | None:
+    """A ``where`` of the full shape (up to broadcasting) merged like the inputs; one of the
+    batch shape (masking whole rows) unchanged; anything else ``ValueError``."""
+    if where is None or jnp.ndim(where) == len(self.batch):
+      return where
+    m = jnp.asarray(where)
+    if m.ndim != len(shape) or not broadcasts_to(m.shape, shape):
+      raise ValueError(f"{fn}: `where` must have the shape of `{name}` or of `{name}` without "
+                       f"axes {self.perm[len(self.batch):]}, got where.shape={m.shape} and "
+                       f"{name}.shape={shape}")
+    return self.merge(jnp.broadcast_to(m, shape))
+
+
+def merge_class_axes(fn: str, x: jax.typing.ArrayLike, axis: AxisLike,
+                     where: jax.typing.ArrayLike | None = None, *,
+                     others: Sequence[jax.typing.ArrayLike] = (), name: str = "logits",
+                     allow_none: bool = True
+                     ) -> tuple[Any, int, Any, list[Any], ClassAxes | None]:
+  """``(x, axis, where, others, merged)`` with a tuple (or ``None``) ``axis`` merged into one
+  last class axis (:class:`ClassAxes`); an int ``axis`` returns everything as given (the fast
+  path: no transpose, no copy) with ``merged`` ``None``. ``others`` are arrays of ``x``'s
+  shape (the targets), merged alike; a shape mismatch is left for the caller's check."""
+  if isinstance(axis, int):
+    return x, axis, where, list(others), None
+  xa = jnp.asarray(x)
+  axes = canonical_axes(fn, axis, xa.ndim, name=name, allow_none=allow_none)
+  assert isinstance(axes, tuple)
+  merged = ClassAxes.of(xa.shape, axes)
+  rest = [jnp.asarray(o) for o in others]
+  rest = [merged.merge(o) if o.shape == xa.shape else o for o in rest]
+  return (merged.merge(xa), xa.ndim - len(axes), merged.merge_where(fn, where, xa.shape, name),
+          rest, merged)
+
+
 class ClassInputs(NamedTuple):
   """A class-axis array checked by :func:`class_inputs`."""
   dtype: jnp.dtype  # the array's own dtype: the dtype the loss returns
@@ -489,16 +576,20 @@ class ProbabilityInputs(NamedTuple):
   mask: jax.Array | None  # ``where`` as a boolean array of ``x``'s shape (see class_mask)
 
 
-def probability_inputs(fn: str, x: jax.typing.ArrayLike, y: jax.typing.ArrayLike, axis: int,
-                       where: jax.typing.ArrayLike | None, *, x_name: str = "logits",
-                       y_name: str = "labels") -> ProbabilityInputs:
+def probability_inputs(fn: str, x: jax.typing.ArrayLike, y: jax.typing.ArrayLike,
+                       axis: AxisLike, where: jax.typing.ArrayLike | None, *,
+                       x_name: str = "logits", y_name: str = "labels") -> ProbabilityInputs:
   """Checks a class-axis array against a same-shaped floating target (probabilities or
-  log-probabilities) and a class mask; both are returned in their common compute dtype."""
+  log-probabilities) and a class mask; both are returned in their common compute dtype.
+
+  A tuple (or ``None``) ``axis`` is merged into one last class axis (:func:`merge_class_axes`:
+  a reduction over the class axes is one over it); the returned ``axis`` is then that one."""
   xa = check_floating(fn, x_name, x)
   ya = check_floating(fn, y_name, y)
   if ya.shape != xa.shape:
     raise ValueError(f"{fn}: `{x_name}` and `{y_name}` must have the same shape, got "
                      f"{x_name}.shape={xa.shape} and {y_name}.shape={ya.shape}")
+  xa, axis, where, (ya,), _ = merge_class_axes(fn, xa, axis, where, others=(ya,), name=x_name)
   axis = canonical_axis(fn, axis, xa.ndim, name=x_name)
   _, (xc, yc) = upcast(xa, ya)
   return ProbabilityInputs(result_dtype(xa, ya), xc, yc, axis,

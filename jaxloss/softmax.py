@@ -3,8 +3,11 @@ smoothing, and the integer-label losses NLL and softmax focal loss.
 
 Every loss here takes an array with the classes along ``axis`` (any int axis, so ``axis=1``
 serves (N, C, H, W) segmentation maps without a transpose) and returns its shape without that
-axis. bf16/fp16 inputs are computed in float32; the result has ``jnp.result_type`` of the
-floating inputs (bf16 logits with float32 labels give float32, as optax).
+axis. Where optax's signature allows it, ``axis`` may also be a tuple of ints (several class
+axes, merged into one by :func:`jaxloss._numerics.merge_class_axes`: a transpose and a
+reshape, which the int path never pays) or ``None`` (every axis). bf16/fp16 inputs are
+computed in float32; the result has ``jnp.result_type`` of the floating inputs (bf16 logits
+with float32 labels give float32, as optax).
 
 One closed-form derivative (``jax.custom_jvp``, forward and reverse mode) carries the
 cross-entropies, ``_softmax_xent``: Σ_j t_j (lse − x_j) + a·(lse − x_y), whose gradient in the
@@ -109,16 +112,19 @@ def _xent_terms(axis: int, x: jax.Array, mask: jax.Array | None, labels: jax.Arr
   return _XentTerms(loss, sm, x0, nll_y, tp)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 7))
 def _softmax_xent(axis: int, x: jax.Array, mask: jax.Array | None, labels: jax.Array | None,
                   a: jax.Array | None, t: jax.Array | None,
-                  poly: jax.Array | None = None) -> jax.Array:
+                  poly: jax.Array | None = None, outside_support_zero: bool = False
+                  ) -> jax.Array:
   """Σ_j t_j (lse − x_j) + a·(lse − x_y) [+ poly·Σ_j t_j (1 − p_j)], keepdims along ``axis``.
 
   ``lse`` is the logsumexp over the unmasked classes; ``labels`` (class axis kept, in range)
   with per-row weight ``a``, and ``t`` (broadcastable to ``x``, 0 at masked classes) are the
   two parts of the unnormalised target; either may be ``None``. ``poly`` (ε of PolyLoss, with
   ``t`` of ``x``'s shape) adds its first polynomial term, p being the softmax.
+  ``outside_support_zero`` (static) takes the derivative in a target whose logit is −inf as 0
+  instead of +inf (:func:`safe_softmax_cross_entropy`).
 
   Undifferentiated, unmasked and with probability targets only (no ``labels``), the plain
   arithmetic runs first (:func:`_numerics.fused_or_exact`): the selects that hold 0·(−inf) at
@@ -138,8 +144,8 @@ def _softmax_xent(axis: int, x: jax.Array, mask: jax.Array | None, labels: jax.A
 # Symbolic zeros: an unperturbed target has no tangent term, so the +inf of lse − x_j at an
 # unmasked −inf logit with zero target never meets a zero tangent (0·inf = NaN in jax.jvp).
 @functools.partial(_softmax_xent.defjvp, symbolic_zeros=True)
-def _softmax_xent_jvp(axis: int, primals: tuple[Any, ...], tangents: tuple[Any, ...]
-                      ) -> tuple[jax.Array, jax.Array]:
+def _softmax_xent_jvp(axis: int, outside_support_zero: bool, primals: tuple[Any, ...],
+                      tangents: tuple[Any, ...]) -> tuple[jax.Array, jax.Array]:
   x, mask, labels, a, t, poly = primals
   dx, _, _, da, dt, dpoly = tangents
   terms = _xent_terms(axis, x, mask, labels, a, t, poly)
@@ -169,6 +175,11 @@ def _softmax_xent_jvp(axis: int, primals: tuple[Any, ...], tangents: tuple[Any, 
   if t is not None and _numerics.nonzero(dt):
     # d/dt_j = lse − x_j: +inf where p_j = 0 (log 0), as the mathematics says.
     d_dt = lse - terms.x0 if poly is None else (lse - terms.x0) + poly * (1.0 - e / z)
+    if outside_support_zero:
+      # A class of logit −inf is outside the softmax's support: its target's derivative is
+      # taken as 0 (the class treated as absent), so a zero tangent there gives 0, not
+      # 0·inf = NaN (optax PR #1762). A select on the primal: the tangent stays linear.
+      d_dt = jnp.where(x == -jnp.inf, jnp.zeros_like(d_dt), d_dt)
     tangent = tangent + jnp.sum(jnp.broadcast_to(dt, x.shape) * d_dt, axis, keepdims=True)
   if poly is not None and _numerics.nonzero(dpoly):
     assert tp is not None
@@ -182,7 +193,8 @@ def _softmax_xent_jvp(axis: int, primals: tuple[Any, ...], tangents: tuple[Any, 
 
 @_numerics.loss_jit(static=("axis",),
                     bounds={"label_smoothing": _numerics.Range(low=0.0, high=1.0)})
-def softmax_cross_entropy(logits: ArrayLike, labels: ArrayLike, axis: int = -1,
+def softmax_cross_entropy(logits: ArrayLike, labels: ArrayLike,
+                          axis: _numerics.AxisLike = -1,
                           where: ArrayLike | None = None, *, label_smoothing: ArrayLike = 0.0,
                           class_weights: ArrayLike | None = None) -> jax.Array:
   """Softmax cross-entropy against probability targets (optax's ``softmax_cross_entropy``).
@@ -197,11 +209,14 @@ def softmax_cross_entropy(logits: ArrayLike, labels: ArrayLike, axis: int = -1,
   Args:
     logits: floating array, classes along ``axis``, shape ``S``.
     labels: floating probability targets of shape ``S`` (need not sum to 1).
-    axis: the class axis (static int).
+    axis: the class axis (static): an int, a tuple of ints (the softmax over those axes
+      together, optax's meaning), or ``None`` (over every axis: a scalar loss).
     where: boolean mask of shape ``S`` (or ``S`` without ``axis``, masking whole rows):
       masked classes are taken out of the softmax and the sum (optax's meaning).
     label_smoothing: ε in [0, 1] (traced); spread over the unmasked classes only.
-    class_weights: optional (C,) weights, PyTorch's ``weight`` with probability targets.
+    class_weights: optional (C,) weights, PyTorch's ``weight`` with probability targets
+      (with a tuple ``axis``, C is the product of its sizes, in the row-major order of the
+      axes as given).
 
   Returns:
     The loss, ``S`` without ``axis``, in ``jnp.result_type`` of both inputs.
@@ -236,10 +251,63 @@ def softmax_cross_entropy(logits: ArrayLike, labels: ArrayLike, axis: int = -1,
   return loss.squeeze(axis).astype(dtype)
 
 
+@_numerics.loss_jit()
+def safe_softmax_cross_entropy(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
+  """Softmax cross-entropy with 0·log 0 = 0 in value and derivatives (optax's
+  ``safe_softmax_cross_entropy``).
+
+  .. math::
+    \\ell = -\\sum_c y_c \\log \\mathrm{softmax}(x)_c, \\qquad 0 \\cdot \\log 0 = 0
+
+  over the last axis: :func:`softmax_cross_entropy` without ``axis``, ``where`` and the
+  extras, and with one more convention in its derivative (below).
+
+  Args:
+    logits: floating array, classes along the last axis, shape ``S`` (``(C,)`` included).
+    labels: floating probability targets of shape ``S``.
+
+  Returns:
+    The loss, ``S`` without its last axis, in ``jnp.result_type`` of both inputs.
+
+  Gradient (a ``custom_jvp``): d/dx_j = (Σ_c y_c)·p_j − y_j, softmax − labels for labels
+  that sum to 1, 0 at a logit of −inf with a zero label. In the labels, d/dy_j = −log p_j,
+  taken as 0 where x_j = −inf: a class of logit −inf is outside the softmax's support and
+  counts as absent, so forward-mode tangents (``jax.jvp``, ``jax.jacfwd``) stay finite there,
+  also for a zero tangent, where optax's gave 0·(−inf) = NaN (optax PR #1762). The true
+  derivative there is +∞.
+
+  Edge cases:
+    A logit of −inf with a zero label contributes 0 (a row ``[-inf, 0, -inf]`` with labels
+    ``[0, 1, 0]`` gives 0); with a positive label the loss is +inf, the true value. A row of
+    −inf logits only gives NaN. Labels must have the logits' shape (optax broadcasts them;
+    jaxloss refuses the mismatch, ``ValueError`` naming both shapes). NaN inputs propagate.
+
+  References:
+    optax ``optax.losses.safe_softmax_cross_entropy``; C. M. Bishop, "Pattern Recognition and
+    Machine Learning", 2006, §4.3.4 (multiclass logistic regression).
+
+  Examples:
+    >>> import jax, jax.numpy as jnp, jaxloss
+    >>> logits = jnp.array([-jnp.inf, 0., 0.])  # class 0 impossible: p = (0, 1/2, 1/2)
+    >>> labels = jnp.array([0., 1., 0.])
+    >>> print(jnp.round(jaxloss.safe_softmax_cross_entropy(logits, labels), 4))  # log 2
+    0.6931
+    >>> _, tangent = jax.jvp(jaxloss.safe_softmax_cross_entropy, (logits, labels),
+    ...                      (jnp.zeros(3), jnp.zeros(3)))
+    >>> print(tangent)
+    0.0
+  """
+  fn = "safe_softmax_cross_entropy"
+  dtype, x, y, axis, _ = _numerics.probability_inputs(fn, logits, labels, -1, None)
+  loss = _softmax_xent(axis, x, None, None, None, y, None, True)
+  return loss.squeeze(axis).astype(dtype)
+
+
 @_numerics.loss_jit(static=("axis", "ignore_index"),
                     bounds={"label_smoothing": _numerics.Range(low=0.0, high=1.0)})
 def softmax_cross_entropy_with_integer_labels(
-    logits: ArrayLike, labels: ArrayLike, axis: int = -1, where: ArrayLike | None = None, *,
+    logits: ArrayLike, labels: ArrayLike, axis: int | tuple[int, ...] = -1,
+    where: ArrayLike | None = None, *,
     label_smoothing: ArrayLike = 0.0, ignore_index: int | None = None,
     class_weights: ArrayLike | None = None) -> jax.Array:
   """Softmax cross-entropy against integer class labels (optax's name, PyTorch's options).
@@ -255,7 +323,10 @@ def softmax_cross_entropy_with_integer_labels(
     logits: floating array with classes along ``axis`` (static int; ``axis=1`` for
       (N, C, H, W)), shape ``S``.
     labels: integer class indices, shape ``S`` without ``axis``.
-    axis: the class axis.
+    axis: the class axis (static int), or a tuple of ints (optax's meaning): the classes are
+      the entries of a slice over those axes and a label is the row-major flat index into
+      that slice with the axes in the order given (``axis=(2, 3)`` on (N, K, H, W) logits:
+      label = h·W + w; ``axis=(3, 2)``: w·H + h). ``None`` is refused, as optax does.
     where: boolean mask of shape ``S`` (or ``S`` without ``axis``): masked classes are taken
       out of the softmax (optax's meaning).
     label_smoothing: ε in [0, 1] (traced), spread over the unmasked classes only.
@@ -294,6 +365,8 @@ def softmax_cross_entropy_with_integer_labels(
     [1.3863 0.    ]
   """
   fn = "softmax_cross_entropy_with_integer_labels"
+  logits, axis, where, _, _ = _numerics.merge_class_axes(fn, logits, axis, where,
+                                                         allow_none=False)
   dtype, x, axis = _numerics.class_inputs(fn, logits, axis)
   mask = _numerics.class_mask(fn, where, x, axis)
   y = _numerics.class_labels(fn, labels, x, axis, mask=mask, ignore_index=ignore_index)
@@ -318,7 +391,8 @@ def softmax_cross_entropy_with_integer_labels(
 
 @_numerics.loss_jit(static=("axis",))
 def poly_loss_cross_entropy(logits: ArrayLike, labels: ArrayLike, *, epsilon: ArrayLike = 2.0,
-                            axis: int = -1, where: ArrayLike | None = None) -> jax.Array:
+                            axis: _numerics.AxisLike = -1,
+                            where: ArrayLike | None = None) -> jax.Array:
   """Poly-1 loss (Leng et al. 2022): CE + ε·Σ_c y_c (1 − p_c) (optax's).
 
   Args:
@@ -326,7 +400,7 @@ def poly_loss_cross_entropy(logits: ArrayLike, labels: ArrayLike, *, epsilon: Ar
     labels: floating probability targets, shape ``S``.
     epsilon: coefficient ε of the first polynomial term (traced; 2 for ImageNet, −1 for
       detection in the paper).
-    axis: the class axis (static int).
+    axis: the class axis (static): an int, a tuple of ints, or ``None`` (every axis).
     where: optional boolean mask of shape ``S`` (or ``S`` without ``axis``): masked classes
       are taken out of the softmax and the sums.
 
@@ -361,14 +435,15 @@ def poly_loss_cross_entropy(logits: ArrayLike, labels: ArrayLike, *, epsilon: Ar
 
 
 @_numerics.loss_jit(static=("axis",), bounds={"alpha": _numerics.Range(low=0.0, high=1.0)})
-def smooth_labels(labels: ArrayLike, alpha: ArrayLike, *, axis: int = -1,
+def smooth_labels(labels: ArrayLike, alpha: ArrayLike, *, axis: _numerics.AxisLike = -1,
                   where: ArrayLike | None = None) -> jax.Array:
   """Label smoothing, ``(1 − α)·y + α/C`` (optax's ``smooth_labels``).
 
   Args:
     labels: floating one-hot (or probability) labels, classes along ``axis``, shape ``S``.
     alpha: the smoothing factor α in [0, 1] (traced).
-    axis: the class axis (static int).
+    axis: the class axis (static): an int, a tuple of ints (C the product of their sizes), or
+      ``None`` (every axis).
     where: optional boolean mask of shape ``S`` (or ``S`` without ``axis``): α is spread over
       the C' unmasked classes only.
 
@@ -390,9 +465,12 @@ def smooth_labels(labels: ArrayLike, alpha: ArrayLike, *, axis: int = -1,
     [[0.05 0.85 0.05 0.05]]
   """
   fn = "smooth_labels"
+  labels, axis, where, _, merged = _numerics.merge_class_axes(fn, labels, axis, where,
+                                                              name="labels")
   dtype, y, axis = _numerics.class_inputs(fn, labels, axis, name="labels")
   mask = _numerics.class_mask(fn, where, y, axis, name="labels")
-  return _smooth(y, jnp.asarray(alpha, y.dtype), mask, axis).astype(dtype)
+  out = _smooth(y, jnp.asarray(alpha, y.dtype), mask, axis).astype(dtype)
+  return out if merged is None else merged.split(out)
 
 
 # --------------------------------------------------------------------------------------------
