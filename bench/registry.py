@@ -112,6 +112,9 @@ KINDS: dict[str, Kind] = {
     "class_prob": Kind("(N, C) logits or log-probabilities and (N, C) probability targets; "
                        "a loss of shape (N,)", class_axis=True),
     "pair": Kind("embeddings (N, D) compared pairwise or in triplets; a loss of shape (N,)"),
+    "multilabel": Kind("(N, C) scores and (N, C) integer class lists padded with -1 (PyTorch's "
+                       "multilabel targets); a loss of shape (N,)", class_axis=True,
+                       integer_labels=True),
     "large_vocab": Kind("hidden (N, D), a shared weight (D, V) and (N,) integer labels; a loss "
                         "of shape (N,)", class_axis=True, integer_labels=True),
     "regularizer": Kind("a scalar penalty of a parameter pytree (tests/test_regularizers.py)",
@@ -210,9 +213,7 @@ NON_LOSSES: dict[str, str] = {
 # labels, PyTorch vectors) are in the named files.
 NOT_YET_REGISTERED: dict[str, str] = {
     name: f"entry not written yet; covered by {where}"
-    for name, where in (("multilabel_margin_loss", "tests/test_margin.py"),
-                        ("categorical_hinge_loss", "tests/test_margin.py"),
-                        ("cosine_embedding_loss", "tests/test_embedding.py"),
+    for name, where in (("cosine_embedding_loss", "tests/test_embedding.py"),
                         ("triplet_margin_with_distance_loss", "tests/test_embedding.py"))}
 NON_LOSSES.update(NOT_YET_REGISTERED)
 
@@ -1611,6 +1612,24 @@ LOSSES: list[Loss] = [
                            "max(0, margin - x) at x = margin: 0; -1 below it; 1 for y = 1"),),
                torch=lambda F, x, y: F.hinge_embedding_loss(x, y, margin=1.0,
                                                             reduction="none")),
+    Loss("multilabel_margin_loss", "multilabel", _multilabel_targets, CLASSES, label_argnum=1,
+         traits=CONVEX, grad=_multilabel_margin_grad,
+         kinks=(Kink(([[1.0, 0.0, 0.5, -2.0]], [[0, -1, 3, 1]]), [[-0.25, 0.0, 0.25, 0.0]],
+                     why="1 - (s_j - s_i) = 0 at i = 1: 0; what follows the -1 is ignored"),),
+         optout={"bad_labels": "-1 is the padding that ends a row's class list (valid: the "
+                               "shared test's first bad value); test_margin checks indices >= C "
+                               "and negative ones other than -1: NaN, zero gradient, checkify",
+                 "float_labels": "the class lists are PyTorch's `targets`, and the TypeError "
+                                 "names `targets`, not labels (test_margin checks it)"},
+         torch=lambda F, s, t: F.multilabel_margin_loss(s, t, reduction="none")),
+    class_probs("categorical_hinge_loss", make=_one_hot_targets, sizes=CLASSES,
+                twice_differentiable=False, traits=CONVEX, grad=_categorical_hinge_grad,
+                kinks=(Kink(([[2.0, 1.0, 0.0], [1.0, 1.0, 0.5]],
+                             [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]),
+                            [[0.0, 0.0, 0.0], [1.0, 0.0, -1.0]],
+                            why="0 at neg - pos = -1; a tie in neg's max goes to the lowest "
+                                "index"),),
+                torch=lambda F, s, y: F.relu(((1 - y) * s).amax(-1) - (y * s).sum(-1) + 1)),
     # ---------------------------------------------------------------- embedding
     Loss("center_loss", "class_int", _center_loss, CENTERS, batch_argnums=(0, 1),
          label_argnum=1, twice_differentiable=True, expect_inf=squares_overflow),

@@ -458,14 +458,26 @@ def test_multilabel_margin_closed_form_gradient(rng):
   assert_close(g, expected)
 
 
-def test_multilabel_margin_bad_target_gives_nan_and_zero_gradient(rng):
+@pytest.mark.parametrize("bad", [5, 3, -7])
+def test_multilabel_margin_bad_target_gives_nan_and_zero_gradient(rng, bad):
+  # Before the first −1 a target must be a class in [0, C): C = 3 and 5 are too large, −7 is
+  # negative but not the padding. After the −1 anything goes (row 1's 7), as in PyTorch.
+  fn = jaxloss.multilabel_margin_loss
   x = f32(rng.normal(size=(2, 3)))
-  y = jnp.asarray([[0, 5, -1], [1, -1, 7]])  # row 0: 5 >= C before the padding; row 1: fine
-  out = np.asarray(jaxloss.multilabel_margin_loss(x, y))
+  y = jnp.asarray([[0, bad, -1], [1, -1, 7]])
+  out = np.asarray(fn(x, y))
   assert np.isnan(out[0]) and np.isfinite(out[1])
-  g = np.asarray(jax.grad(lambda v: jaxloss.reduce(jaxloss.multilabel_margin_loss(v, y),
-                                                   where=jnp.asarray([False, True])))(x))
+  g = np.asarray(jax.grad(lambda v: jaxloss.reduce(fn(v, y), where=jnp.asarray([False, True])))(
+      x))
   assert np.all(g[0] == 0) and np.all(np.isfinite(g))
+  err, _ = checkify.checkify(fn, errors=checkify.user_checks)(x, y)
+  with pytest.raises(checkify.JaxRuntimeError, match=rf"multilabel_margin_loss.*targets.*{bad}"):
+    err.throw()
+
+
+def test_multilabel_margin_float_targets_raise_type_error_naming_targets():
+  with pytest.raises(TypeError, match="multilabel_margin_loss: `targets` must have an integer"):
+    jaxloss.multilabel_margin_loss(f32([[0.5, 1.0]]), f32([[0.0, -1.0]]))
 
 
 @pytest.mark.parametrize("name, torch_function", [
