@@ -213,8 +213,7 @@ NON_LOSSES: dict[str, str] = {
 # labels, PyTorch vectors) are in the named files.
 NOT_YET_REGISTERED: dict[str, str] = {
     name: f"entry not written yet; covered by {where}"
-    for name, where in (("cosine_embedding_loss", "tests/test_embedding.py"),
-                        ("triplet_margin_with_distance_loss", "tests/test_embedding.py"))}
+    for name, where in (("triplet_margin_with_distance_loss", "tests/test_embedding.py"),)}
 NON_LOSSES.update(NOT_YET_REGISTERED)
 
 
@@ -1650,6 +1649,18 @@ LOSSES: list[Loss] = [
               bench_kwargs={"margin": 1.0},
               kinks=(Kink(([[3.0, 4.0]], [[0.0, 0.0]], [0]), [[0.0, 0.0]], {"margin": 5.0},
                           "the push term max(0, margin − d)² at d = margin (3-4-5): 0"),)),
+    embedding("cosine_embedding_loss", make=_labelled_pairs, label_argnum=2,
+              kwargs={"margin": 0.2, "eps": 1e-6}, bench_kwargs={"margin": 0.2},
+              bounds={"eps": (-1.0,)}, unbounded=("margin",), twice_differentiable=True,
+              grad=_cosine_embedding_grad,
+              kinks=(Kink(([[1.0, 0.0]], [[0.0, 1.0]], [-1]), [[0.0, 0.0]], {"margin": 0.0},
+                          "max(0, cos - margin) at cos = margin: 0"),
+                     Kink(([[0.0, 0.0]], [[1.0, 2.0]], [1]), [[0.0, 0.0]], {"eps": 0.0},
+                          "a zero vector with eps = 0: the cosine is undefined and unbounded "
+                          "nearby; cosine 0, gradient 0")),
+              optout={"bad_labels": PM1_PAIRS},
+              torch=lambda F, a, b, y: F.cosine_embedding_loss(a, b, y, margin=0.2,
+                                                               reduction="none")),
     # ---------------------------------------------------------------- regularizers
     penalty("l1_penalty"),
     penalty("l2_penalty", twice_differentiable=True),

@@ -403,6 +403,25 @@ def update_centers(centers: ArrayLike, features: ArrayLike, labels: ArrayLike, *
   return (c32 - jnp.asarray(alpha, dtype) * delta).astype(c.dtype)
 
 
+def _scaled_for_cosine(x: jax.Array, root_eps: jax.Array, axis: int
+                       ) -> tuple[jax.Array, jax.Array]:
+  """``(x/t, sqrt(‖x/t‖² + ε/t²))`` with t = max(max_i |x_i|, sqrt(ε)) per vector.
+
+  The cosine x·y / (sqrt(‖x‖² + ε) sqrt(‖y‖² + ε)) is the same function of x/t and ε/t² for
+  every fixed t > 0, so t is held constant in the derivative (``stop_gradient``) and the
+  derivative is still exact. Scaled, |x/t| <= 1 and ε/t² <= 1: no square overflows (|x| up
+  to float32's maximum) and the root is >= 1 (no underflow to 0), except for x = 0 with
+  ε = 0, where t is taken as 1 and the root is 0 (with a zero gradient: double where).
+  """
+  t = jax.lax.stop_gradient(
+      jnp.maximum(jnp.max(jnp.abs(x), axis=axis, keepdims=True), root_eps))
+  t = jnp.where(t > 0, t, jnp.ones((), t.dtype))  # false for NaN too: NaN x propagates
+  u = x / t
+  ss = jnp.sum(u * u, axis=axis) + jnp.squeeze(jnp.square(root_eps / t), axis)
+  zero = ss == 0  # not `ss > 0`: a NaN must reach the root
+  return u, jnp.where(zero, 0.0, jnp.sqrt(jnp.where(zero, 1.0, ss)))
+
+
 @_numerics.loss_jit(static=("axis",), bounds={"eps": _numerics.Range(low=0.0)})
 def cosine_embedding_loss(x1: ArrayLike, x2: ArrayLike, labels: ArrayLike, *,
                           margin: ArrayLike = 0.0, axis: int = -1,
@@ -424,7 +443,7 @@ def cosine_embedding_loss(x1: ArrayLike, x2: ArrayLike, labels: ArrayLike, *,
     axis: static; the feature axis.
     eps: traced float >= 0 added to each squared norm, so that a zero vector has cosine 0
       with a finite gradient. PyTorch adds a fixed 1e-12; pass ``eps=1e-12`` for its numbers
-      to the last bit (the default differs from it by under 1e-7 relative at unit norms).
+      (the default differs from it by under 1e-7 relative at unit norms).
 
   Returns:
     The loss, ``S`` without ``axis``, in the result dtype of the floating inputs.
@@ -433,8 +452,11 @@ def cosine_embedding_loss(x1: ArrayLike, x2: ArrayLike, labels: ArrayLike, *,
 
   Edge cases:
     A label that is neither −1 nor +1 gives NaN for that pair with a zero gradient and fails
-    ``checkify`` naming it. Squared norms overflow above |x| ~ 1.8e19 in float32 (the cosine
-    is then NaN). NaN inputs propagate.
+    ``checkify`` naming it; labels of another shape raise ``ValueError`` naming both shapes.
+    Each vector is scaled by max(max_i |x_i|, sqrt(eps)) before its norm (an exact rewrite of
+    the formula, its derivative too), so entries up to float32's maximum neither overflow the
+    squared norms nor underflow them. A zero vector with ``eps=0`` has no
+    direction: its cosine is taken as 0, with gradient 0. NaN inputs propagate.
 
   References:
     PyTorch ``torch.nn.functional.cosine_embedding_loss`` (``reduction="none"``).
@@ -449,10 +471,17 @@ def cosine_embedding_loss(x1: ArrayLike, x2: ArrayLike, labels: ArrayLike, *,
   fn = "cosine_embedding_loss"
   out, (a, b) = _numerics.floating_inputs(fn, ("x1", "x2"), (x1, x2))
   axis = _numerics.canonical_axis(fn, axis, a.ndim, name="x1")
-  e = jnp.asarray(eps, a.dtype)
-  # Two square roots, not one of the product: ‖x1‖²·‖x2‖² overflows long before either.
-  cos = jnp.sum(a * b, axis) / (jnp.sqrt(jnp.sum(a * a, axis) + e)
-                                * jnp.sqrt(jnp.sum(b * b, axis) + e))
+  pair_shape = a.shape[:axis] + a.shape[axis + 1:]
+  if jnp.shape(labels) not in ((), pair_shape):
+    raise ValueError(f"{fn}: `labels` must have the shape of `x1` without axis {axis}, "
+                     f"{pair_shape}, or be a scalar, got x1.shape={a.shape} and "
+                     f"labels.shape={jnp.shape(labels)}")
+  root_eps = jnp.sqrt(jnp.asarray(eps, a.dtype))
+  u, norm_a = _scaled_for_cosine(a, root_eps, axis)
+  v, norm_b = _scaled_for_cosine(b, root_eps, axis)
+  den = norm_a * norm_b  # each norm is >= 1 unless its vector is 0 and eps = 0
+  zero = den == 0
+  cos = jnp.where(zero, 0.0, jnp.sum(u * v, axis) / jnp.where(zero, 1.0, den))
   _, cos, y, valid = _numerics.pm1_inputs(fn, cos, labels, "x1", "labels")
   loss = jnp.where(y == 1, 1.0 - cos, _numerics.relu(cos - jnp.asarray(margin, cos.dtype)))
   return _numerics.nan_where_invalid(loss, valid).astype(out)

@@ -389,6 +389,65 @@ def test_cosine_embedding_zero_vector_is_finite():
   assert np.all(np.isfinite(np.asarray(g)))
 
 
+def _np_cosine_embedding_and_grad(a, b, y, margin, eps):
+  """The loss and d/da in float64: ∂cos/∂a = b/(n_a n_b) − cos·a/n_a², n² = ‖·‖² + ε."""
+  na2 = np.sum(a * a, -1, keepdims=True) + eps
+  nb = np.sqrt(np.sum(b * b, -1, keepdims=True) + eps)
+  cos = np.sum(a * b, -1, keepdims=True) / (np.sqrt(na2) * nb)
+  dcos = b / (np.sqrt(na2) * nb) - cos * a / na2
+  loss = np.where(y == 1, 1 - cos[:, 0], np.maximum(0.0, cos[:, 0] - margin))
+  return loss, np.where(y[:, None] == 1, -dcos, np.where(cos > margin, dcos, 0.0))
+
+
+@pytest.mark.parametrize("scale", [1e30, 1e-30])
+def test_cosine_embedding_is_exact_for_huge_and_tiny_vectors(rng, scale):
+  # ‖x‖² of |x| ~ 1e30 overflows float32 and of 1e-30 underflows: the plain formula gave
+  # cosine 0 there (a finite, wrong loss) and a zero gradient. Scaled, both are exact.
+  a = rng.normal(size=(6, 5))
+  b = rng.normal(size=(6, 5))
+  y = np.array([1, -1, 1, -1, -1, 1])
+  a32 = f32(a * scale)
+  out, g = jax.value_and_grad(lambda v: jnp.sum(jaxloss.cosine_embedding_loss(
+      v, f32(b), jnp.asarray(y), margin=-0.5, eps=0.0)))(a32)
+  loss, grad = _np_cosine_embedding_and_grad(np.float64(a32), b, y, -0.5, 0.0)
+  assert_close(out, np.sum(loss))
+  assert_close(g, grad)
+
+
+def test_cosine_embedding_zero_vector_without_eps_has_cosine_zero_and_zero_gradient():
+  # No direction: the cosine is taken as 0 (loss 1 for a similar pair, 0 for a dissimilar one
+  # at margin 0) with gradient 0, never 0/0.
+  z = jnp.zeros((2, 3), jnp.float32)
+  x = jnp.ones((2, 3), jnp.float32)
+  y = jnp.asarray([1, -1])
+  out, g = jax.value_and_grad(lambda v: jnp.sum(jaxloss.cosine_embedding_loss(v, x, y, eps=0.0)))(
+      z)
+  assert float(out) == 1.0
+  np.testing.assert_array_equal(g, np.zeros((2, 3), np.float32))
+
+
+def test_cosine_embedding_bad_labels_are_nan_with_zero_gradient_and_named():
+  # One compilation each, reused for every bad value (float labels: 0.5 is one).
+  fn = jaxloss.cosine_embedding_loss
+  a, b = f32(np.eye(3)), f32(np.ones((3, 3)))
+  grad = jax.jit(jax.grad(lambda v, y: jaxloss.reduce(fn(v, b, y), where=jnp.asarray(
+      [False, True, True]))))
+  checked = jax.jit(checkify.checkify(fn, errors=checkify.user_checks))
+  for bad in (0.0, 2.0, 0.5):
+    y = f32([bad, 1.0, -1.0])
+    out = np.asarray(fn(a, b, y))
+    assert np.isnan(out[0]) and np.all(np.isfinite(out[1:]))
+    np.testing.assert_array_equal(np.asarray(grad(a, y))[0], 0.0)
+    err, _ = checked(a, b, y)
+    with pytest.raises(checkify.JaxRuntimeError, match=rf"cosine_embedding_loss.*labels.*{bad}"):
+      err.throw()
+
+
+def test_cosine_embedding_label_shape_mismatch_names_both_shapes():
+  with pytest.raises(ValueError, match=r"x1.shape=\(4, 3\) and labels.shape=\(3,\)"):
+    jaxloss.cosine_embedding_loss(jnp.ones((4, 3)), jnp.ones((4, 3)), jnp.ones((3,)))
+
+
 def test_triplet_with_distance_default_equals_triplet_margin_loss(rng):
   a, p, n = (f32(rng.normal(size=(5, 4))) for _ in range(3))
   for swap in (False, True):
