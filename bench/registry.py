@@ -208,13 +208,6 @@ NON_LOSSES: dict[str, str] = {
                                "(tests/test_fenchel_young.py checks the loss it builds from "
                                "logsumexp against softmax cross-entropy, and optax's)",
 }
-# Losses whose registry entry is not written yet: they are outside the shared sweeps until it
-# is (a known gap, in CHANGELOG.md); their own tests (value, closed-form gradient, kinks, bad
-# labels, PyTorch vectors) are in the named files.
-NOT_YET_REGISTERED: dict[str, str] = {
-    name: f"entry not written yet; covered by {where}"
-    for name, where in (("triplet_margin_with_distance_loss", "tests/test_embedding.py"),)}
-NON_LOSSES.update(NOT_YET_REGISTERED)
 
 
 def _never(v: float) -> bool:
@@ -1661,6 +1654,18 @@ LOSSES: list[Loss] = [
               optout={"bad_labels": PM1_PAIRS},
               torch=lambda F, a, b, y: F.cosine_embedding_loss(a, b, y, margin=0.2,
                                                                reduction="none")),
+    embedding("triplet_margin_with_distance_loss", make=_triplet,
+              kwargs={"margin": 0.7, "swap": True}, unbounded=("margin",),
+              bench_kwargs={"margin": 1.0}, grad=_triplet_distance_grad,
+              kinks=(Kink(([[0.0, 0.0]], [[1.0, 0.0]], [[0.0, 1.0]]), [[0.0, 0.0]],
+                          {"margin": 0.0}, "margin + d(a, p) = d(a, n): 0 (equal distances "
+                                           "by symmetry, margin 0)"),),
+              torch=lambda F, a, p, n: F.triplet_margin_with_distance_loss(
+                  a, p, n, margin=1.0, reduction="none")),
+    embedding("triplet_margin_with_distance_loss", variant="squared", make=_triplet,
+              kwargs={"distance_fn": _squared_euclidean, "margin": 0.7, "swap": True},
+              unbounded=("margin",), grad=_triplet_distance_grad,
+              optout={"extreme_predictions": SQUARED_OVERFLOW}),
     # ---------------------------------------------------------------- regularizers
     penalty("l1_penalty"),
     penalty("l2_penalty", twice_differentiable=True),
