@@ -23,7 +23,6 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxloss
-from bench import registry
 from bench import specs as specs_lib
 
 MODES = ("fwd", "fb")  # forward; forward+backward
@@ -302,8 +301,5 @@ def not_timed_functions(spec_table: Mapping[str, specs_lib.Spec]) -> dict[str, s
   for n in functions:
     if n in spec_table:
       continue
-    if n in registry.NOT_YET_REGISTERED:
-      not_timed[n] = "not timed yet"
-    else:
-      not_timed[n] = specs_lib.NOT_TIMED.get(n, "not timed yet")
+    not_timed[n] = specs_lib.NOT_TIMED.get(n, "not timed yet")
   return not_timed
