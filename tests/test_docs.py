@@ -117,3 +117,15 @@ def test_readme_installs_from_the_repository_and_links_the_docs():
 def test_notebook_installs_from_the_repository(path):
   first = "".join(json.loads(path.read_text())["cells"][0]["source"])
   assert f"%pip install -q jaxloss@git+{_repository()}" in first
+
+
+def test_readme_loss_table_is_generated_from_the_docstrings():
+  # A new loss reaches the README through its docstring: `python docs/loss_table.py` rewrites
+  # the section between the markers; this fails when the committed README is stale.
+  spec = importlib.util.spec_from_file_location("loss_table", ROOT / "docs" / "loss_table.py")
+  loss_table = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(loss_table)
+  readme = (ROOT / "README.md").read_text()
+  assert readme == loss_table.rewrite(readme), "README.md is stale: run python docs/loss_table.py"
+  listed = set(re.findall(r"^\| `(\w+)\(", readme, re.M))
+  assert set(PUBLIC) <= listed, sorted(set(PUBLIC) - listed)
