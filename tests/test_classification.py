@@ -692,3 +692,180 @@ def test_sigmoid_cross_entropy_accepts_boolean_labels(rng):
   out = jaxloss.sigmoid_binary_cross_entropy(x, y)
   assert out.dtype == jnp.float32
   assert_close(out, optax.sigmoid_binary_cross_entropy(x, y), rtol=1e-5)
+
+
+# ------------------------------------------- issue 13: tuple and None axes, optax's last names
+
+def _np_merge(a, axes):
+  """a with the batch axes first and ``axes`` (in the order given) flattened last."""
+  a = np.asarray(a, np.float64)
+  axes = tuple(x % a.ndim for x in axes)
+  batch = tuple(i for i in range(a.ndim) if i not in axes)
+  a = np.transpose(a, batch + axes)
+  return a.reshape(a.shape[:len(batch)] + (-1,))
+
+
+def _np_log_softmax(x):
+  top = np.max(x, -1, keepdims=True)
+  return x - top - np.log(np.sum(np.exp(x - top), -1, keepdims=True))
+
+
+def test_tuple_axis_reduces_over_those_axes_together(rng):
+  # optax types axis as int | tuple[int, ...] | None; jaxloss raised TypeError (issue 13).
+  shape, axis = (2, 3, 2, 4), (3, -3)
+  x = _logits(rng, shape)
+  lq = jnp.log(jax.nn.softmax(_logits(rng, shape), axis=axis))
+  t = jax.nn.softmax(_logits(rng, shape), axis=axis)
+  xm, lqm, tm = (_np_merge(a, axis) for a in (x, lq, t))
+  lsm = _np_log_softmax(xm)
+  ce = -np.sum(tm * lsm, -1)
+  assert_close(jaxloss.softmax_cross_entropy(x, t, axis), ce)
+  assert_close(jaxloss.poly_loss_cross_entropy(x, t, axis=axis),
+               ce + 2.0 * np.sum(tm * (1 - np.exp(lsm)), -1))
+  assert_close(jaxloss.kl_divergence(lq, t, axis), np.sum(tm * (np.log(tm) - lqm), -1))
+  assert_close(jaxloss.kl_divergence_with_log_targets(lq, jnp.log(t), axis),
+               np.sum(tm * (np.log(tm) - lqm), -1))
+  assert_close(jaxloss.generalized_kl_divergence(x, t, axis),
+               np.sum(tm * (np.log(tm) - xm) + np.exp(xm) - tm, -1))
+  n_classes = shape[axis[0]] * shape[axis[1]]
+  assert_close(jaxloss.smooth_labels(t, 0.2, axis=axis), 0.8 * np.asarray(t) + 0.2 / n_classes)
+
+
+@pytest.mark.parametrize("axis", [(3, 1), (-2, -1, 0)])
+def test_integer_labels_with_tuple_axis_index_the_slice_in_the_given_order(rng, axis):
+  # optax's rule (its test_axes): a label is the row-major flat index into the slice over
+  # `axis`, the axes taken in the order given, (3, 1) on (N, A, B, D): label = d·A + a.
+  shape = (2, 3, 2, 4)
+  x = _logits(rng, shape)
+  canon = tuple(a % 4 for a in axis)
+  batch = tuple(shape[i] for i in range(4) if i not in canon)
+  n_classes = int(np.prod([shape[i] for i in canon]))
+  labels = jnp.asarray(rng.integers(0, n_classes, batch), jnp.int32)
+  xm = _np_merge(x, axis)
+  lsm = _np_log_softmax(xm)
+  expected = -np.take_along_axis(lsm, np.asarray(labels)[..., None], -1)[..., 0]
+  out = jaxloss.softmax_cross_entropy_with_integer_labels(x, labels, axis)
+  assert out.shape == batch
+  assert_close(out, expected)
+
+
+def test_tuple_axis_where_masks_classes_of_the_full_shape(rng):
+  # A `where` of the logits' shape is merged with them: masked classes leave the softmax.
+  shape, axis = (2, 3, 4), (0, 2)
+  x, t = _logits(rng, shape), _probs(rng, shape)
+  where = jnp.asarray(rng.random(shape) > 0.3).at[0, :, 0].set(True)
+  labels = jnp.zeros((3,), jnp.int32)  # class (0, 0) of every row, kept unmasked
+  xm, tm, wm = _np_merge(x, axis), _np_merge(t, axis), _np_merge(where, axis) > 0
+  top = np.max(np.where(wm, xm, -np.inf), -1, keepdims=True)
+  lse = top + np.log(np.sum(np.where(wm, np.exp(xm - top), 0.0), -1, keepdims=True))
+  assert_close(jaxloss.softmax_cross_entropy(x, t, axis, where),
+               np.sum(np.where(wm, tm * (lse - xm), 0.0), -1))
+  assert_close(jaxloss.softmax_cross_entropy_with_integer_labels(x, labels, axis, where),
+               lse[:, 0] - xm[:, 0])
+  # A row-shaped `where` (the batch shape) masks whole rows: 0 there.
+  rows = jnp.asarray([True, False, True])
+  np.testing.assert_array_equal(jaxloss.kl_divergence(x, t, axis, rows)[1], 0.0)
+
+
+def test_axis_none_reduces_every_axis(rng):
+  x, t = _logits(rng, (3, 4)), _probs(rng, (3, 4))
+  flat_x, flat_t = x.reshape(-1), t.reshape(-1) / 3.0
+  out = jaxloss.softmax_cross_entropy(x, t / 3.0, None)
+  assert out.shape == ()
+  assert_close(out, jaxloss.softmax_cross_entropy(flat_x, flat_t))
+  smoothed = jaxloss.smooth_labels(t, 0.1, axis=None)
+  assert smoothed.shape == (3, 4)
+  assert_close(smoothed, 0.9 * np.asarray(t) + 0.1 / 12)
+
+
+def test_bad_tuple_axes_are_named():
+  x, t = jnp.zeros((2, 3, 4)), jnp.full((2, 3, 4), 1 / 12)
+  with pytest.raises(ValueError, match=r"axis=\(1, -2\) names an axis twice"):
+    jaxloss.softmax_cross_entropy(x, t, (1, -2))
+  with pytest.raises(ValueError, match="axis=5"):
+    jaxloss.kl_divergence(x, t, (1, 5))
+  with pytest.raises(TypeError, match="an int or a tuple of ints, got None"):
+    jaxloss.softmax_cross_entropy_with_integer_labels(x, jnp.zeros((2,), jnp.int32), None)
+  with pytest.raises(ValueError, match=r"where.shape=\(3, 3\)"):
+    jaxloss.softmax_cross_entropy(x, t, (1, 2), jnp.ones((3, 3), bool))
+
+
+def test_int_axis_path_has_no_transpose():
+  # The tuple path merges axes with a transpose; an int axis must not pay for it.
+  x, t = jnp.zeros((2, 3, 4)), jnp.full((2, 3, 4), 0.25)
+  labels = jnp.zeros((2, 4), jnp.int32)
+  for jaxpr in (jax.make_jaxpr(lambda a: jaxloss.softmax_cross_entropy(a, t, 1))(x),
+                jax.make_jaxpr(lambda a: jaxloss.softmax_cross_entropy_with_integer_labels(
+                    a, labels, 1))(x)):
+    assert "transpose" not in str(jaxpr)
+
+
+def _np_generalized_kl(lq, t):
+  lq, t = np.asarray(lq, np.float64), np.asarray(t, np.float64)
+  xlogx = np.where(t == 0, 0.0, t * np.log(np.where(t == 0, 1.0, t)))
+  return np.sum(xlogx - t * lq + np.exp(lq) - t, -1)
+
+
+def test_generalized_kl_matches_numpy_and_optax(rng):
+  lq = _logits(rng, scale=1.0)  # unnormalised: q need not sum to 1
+  t = _probs(rng) * 1.5
+  out = jaxloss.generalized_kl_divergence(lq, t)
+  assert_close(out, _np_generalized_kl(lq, t))
+  assert_close(out, optax.losses.generalized_kl_divergence(lq, t))
+  assert np.all(np.asarray(out) >= 0)
+  # q = t: zero.
+  assert_close(jaxloss.generalized_kl_divergence(jnp.log(t), t), np.zeros(B), atol=1e-6)
+
+
+def test_generalized_kl_closed_form_gradient_and_zero_targets(rng):
+  # d/d(log q) = exp(log q) − t, d/dt = log t − log q (closed forms of the Bregman divergence
+  # of u log u − u), at random points and at zero targets, also where log q = −inf.
+  lq = _logits(rng, scale=1.0).at[0, 0].set(-jnp.inf)
+  t = _probs(rng).at[0, 0].set(0.0).at[1, 2].set(0.0)
+  g_lq, g_t = jax.grad(lambda a, b: jnp.sum(jaxloss.generalized_kl_divergence(a, b)),
+                       (0, 1))(lq, t)
+  lq64, t64 = np.asarray(lq, np.float64), np.asarray(t, np.float64)
+  assert_close(g_lq, np.exp(lq64) - t64)
+  assert np.isfinite(jaxloss.generalized_kl_divergence(lq, t)).all()
+  positive = t64 > 0
+  assert_close(np.asarray(g_t)[positive], np.log(t64[positive]) - lq64[positive])
+  np.testing.assert_array_equal(np.asarray(g_t)[~positive], 0.0)  # documented: −∞ taken as 0
+
+
+def test_convex_kl_divergence_is_the_deprecated_alias(rng):
+  lq, t = _logits(rng, scale=1.0), _probs(rng)
+  with pytest.warns(DeprecationWarning, match="use generalized_kl_divergence"):
+    out = jaxloss.convex_kl_divergence(lq, t, axis=-1)
+  np.testing.assert_array_equal(out, jaxloss.generalized_kl_divergence(lq, t))
+
+
+def test_safe_softmax_cross_entropy_values_and_closed_form_gradient(rng):
+  x = _logits(rng).at[0, 1].set(-jnp.inf).at[1, :].set(jnp.asarray([-jnp.inf, 0., -jnp.inf,
+                                                                      1., 2.]))
+  t = _probs(rng).at[0, :].set(jnp.asarray([0.5, 0.0, 0.5, 0.0, 0.0]))
+  t = t.at[1, :].set(jnp.asarray([0.0, 0.25, 0.0, 0.25, 0.5]))
+  x64, t64 = np.asarray(x, np.float64), np.asarray(t, np.float64)
+  lsm = _np_log_softmax(x64)
+  expected = -np.sum(np.where(t64 == 0, 0.0, t64 * np.where(t64 == 0, 0.0, lsm)), -1)
+  value, grad = _value_and_grad(jaxloss.safe_softmax_cross_entropy, x, t)
+  assert_close(jaxloss.safe_softmax_cross_entropy(x, t), expected)
+  # d/dx = (Σ t)·softmax − t, 0 at the −inf logits (zero labels there).
+  assert_close(grad, np.sum(t64, -1, keepdims=True) * np.exp(lsm) - t64)
+  assert np.isfinite(value)
+  # A −inf logit with a positive label: +inf, the true value.
+  assert np.isposinf(jaxloss.safe_softmax_cross_entropy(x[1], t[0]))
+
+
+def test_safe_softmax_cross_entropy_forward_mode_finite_at_minus_inf_logits():
+  # optax PR #1762: forward-mode tangents of 0·log 0 were 0·(−inf) = NaN, even for a zero
+  # tangent. Here the label derivative at a −inf logit is taken as 0 (documented).
+  x = jnp.asarray([[-jnp.inf, 0.0, 0.0], [1.0, -jnp.inf, 2.0]])
+  t = jnp.asarray([[0.0, 1.0, 0.0], [0.5, 0.0, 0.5]])
+  _, tangent = jax.jvp(jaxloss.safe_softmax_cross_entropy, (x, t),
+                       (jnp.zeros_like(x), jnp.zeros_like(t)))
+  np.testing.assert_array_equal(tangent, 0.0)
+  jac_x, jac_t = jax.jacfwd(jaxloss.safe_softmax_cross_entropy, (0, 1))(x, t)
+  assert np.isfinite(jac_x).all() and np.isfinite(jac_t).all()
+  lsm = _np_log_softmax(np.asarray(x, np.float64))
+  rows = np.arange(2)
+  assert_close(jac_t[rows, rows], np.where(np.isinf(lsm), 0.0, -lsm))
