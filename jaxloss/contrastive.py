@@ -1291,7 +1291,8 @@ def multi_similarity_loss(embeddings: ArrayLike, labels: ArrayLike, *, alpha: Ar
            + \\frac{1}{\\beta}
              \\log\\Big[1 + \\sum_{k \\in N_i} e^{\\beta (S_{ik} - \\lambda)}\\Big]
 
-  computed as softplus(logsumexp(·))/α and /β. The paper's scalar is the mean over anchors.
+  each log(1 + Σ e^x) computed as the log-sum-exp of the x and one 0. The paper's scalar is the
+  mean over anchors.
 
   By default (``epsilon=None``) P_i and N_i are *all* the anchor's pairs: the paper's pair
   mining is a separate, optional step (as pytorch-metric-learning separates its
@@ -1355,10 +1356,13 @@ def multi_similarity_loss(embeddings: ArrayLike, labels: ArrayLike, *, alpha: Ar
     hardest_n = jnp.max(fixed, axis=1, where=negative, initial=-jnp.inf)
     negative = negative & (fixed > (hardest_p - eps)[:, None])
     positive = positive & (fixed < (hardest_n + eps)[:, None])
-  lse, has = _pair_logsumexp(-a * (s - lam), b * (s - lam), positive, negative)
+  # log(1 + Σ_k e^{x_k}) is the log-sum-exp of the row with one more entry, 0: finite, and
+  # exactly 0 with zero gradient for an empty set (no double-where needed).
+  logits = jnp.where(jnp.stack([positive, negative]), jnp.stack([-a * (s - lam), b * (s - lam)]),
+                     -jnp.inf)
+  one = jnp.zeros(logits.shape[:-1] + (1,), logits.dtype)
+  terms = _logsumexp(jnp.concatenate([logits, one], axis=-1), -1)
+  loss = terms[0] / a + terms[1] / b
   if epsilon is not None:  # the authors' code skips an anchor missing either mined set
-    has = jnp.broadcast_to(has[0] & has[1], has.shape)
-  zero = jnp.zeros((), z.dtype)
-  # (1/α)·log(1 + Σ_P ...) + (1/β)·log(1 + Σ_N ...) = Σ_rows softplus(lse)/scale.
-  terms = jnp.where(has, jax.nn.softplus(jnp.where(has, lse, zero)), zero)
-  return (terms[0] / a + terms[1] / b).astype(out)
+    loss = jnp.where(jnp.any(positive, 1) & jnp.any(negative, 1), loss, jnp.zeros((), z.dtype))
+  return loss.astype(out)
