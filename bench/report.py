@@ -228,7 +228,7 @@ def summary(run: Run) -> str:
     return "Summary: none of these losses has an optax counterpart to compare with."
   faster = sum(x < 1.0 for x in ratios)
   return (f"Summary: jaxloss faster than optax (forward+backward) on {faster} of {len(ratios)} "
-          f"losses compared; median ÷optax {statistics.median(ratios):.2f}")
+          f"losses; median ÷optax {statistics.median(ratios):.2f}")
 
 
 def _torch_summary(run: Run) -> str | None:
@@ -238,7 +238,7 @@ def _torch_summary(run: Run) -> str | None:
     return None
   faster = sum(x < 1.0 for x in ratios)
   return (f"         jaxloss faster than torch (forward+backward) on {faster} of {len(ratios)} "
-          f"losses compared; median ÷torch {statistics.median(ratios):.2f}")
+          f"losses; median ÷torch {statistics.median(ratios):.2f}")
 
 
 def _shown_path(path: pathlib.Path) -> str:

@@ -93,7 +93,7 @@ def test_terminal_output_fits_100_columns_with_a_summary():
     lines = text.splitlines()
     assert max(map(len, lines)) <= report.TERMINAL_COLUMNS, text
     # 0.99 and 0.5 are below 1, 1.2 is not; the failed and the optax-less losses do not count.
-    assert ("Summary: jaxloss faster than optax (forward+backward) on 2 of 3 losses compared; "
+    assert ("Summary: jaxloss faster than optax (forward+backward) on 2 of 3 losses; "
             "median ÷optax 0.99") in lines
     head = next(i for i, line in enumerate(lines) if line.startswith("loss "))
     assert lines[head + 1].startswith("softmax_cross_entropy_with_integer_labels  4096×32000")
@@ -104,6 +104,12 @@ def test_terminal_output_fits_100_columns_with_a_summary():
     assert ("Quick sizes" in text) == (mode == "quick")
     assert str(md) in text and str(md.with_suffix(".png")) in text
     assert "issue" not in text and "__version__" not in text
+  # Three-digit counts (a run of hundreds of losses) still fit.
+  many = _fake_run("full", "2.5.0")
+  many.results *= 40
+  lines = report.terminal(many, md, md.with_suffix(".png")).splitlines()
+  assert max(map(len, lines)) <= report.TERMINAL_COLUMNS
+  assert any(line.startswith("Summary:") and " 80 of 120 " in line for line in lines)
 
 
 def test_markdown_shows_targets_at_full_sizes_only_and_real_functions():
