@@ -1235,8 +1235,9 @@ def circle_loss(embeddings: ArrayLike, labels: ArrayLike, *, margin: ArrayLike =
   softplus argument, dℓ_i/ds_n = σ·softmax_n·γα_n and dℓ_i/ds_p = −σ·softmax_p·γα_p, the
   softmaxes over the anchor's negatives and positives. So ``jax.grad`` is not the derivative
   of the value in s (which would add γ(s_n − m) and −γ(s_p − 1 + m) terms where α > 0): a
-  deliberate choice, the paper's gradient analysis. The cosine's gradient in an embedding is
-  (ẑ_j − s_ij ẑ_i)/‖z_i‖.
+  deliberate choice, the gradient the reference implementations train with. At the kink of
+  [·]_+ (s_n = −m) the pair's gradient is 0, from either side. The cosine's gradient in an
+  embedding is (ẑ_j − s_ij ẑ_i)/‖z_i‖. Forward mode works (``jax.jvp``).
 
   Edge cases:
     An anchor without a positive or without a negative has an empty sum inside the log: its

@@ -765,3 +765,24 @@ def test_circle_and_multi_similarity_stable_at_cosines_of_plus_minus_one():
     for ref, (value, g) in zip(refs, row, strict=True):
       assert np.all(np.isfinite(value)) and np.all(np.isfinite(g))
       assert_close(value, ref, atol_scale=1e-6)
+
+
+def test_circle_and_multi_similarity_forward_mode_matches_reverse(rng):
+  # Contract 3: jax.jvp works; with α held constant and the mined sets fixed, the tangent is
+  # the same linear map as the gradient.
+  z, y = pair_problem(rng)
+  v = f32(rng.normal(size=z.shape))
+  fns = (lambda a: jaxloss.circle_loss(a, jnp.asarray(y)),
+         lambda a: jaxloss.multi_similarity_loss(a, jnp.asarray(y)),
+         lambda a: jaxloss.multi_similarity_loss(a, jnp.asarray(y), epsilon=0.1))
+
+  def modes(a):
+    out = []
+    for f in fns:
+      total = lambda a, f=f: jnp.sum(f(a))
+      out.append((jax.jvp(total, (a,), (v,))[1], jnp.sum(jax.grad(total)(a) * v)))
+    return out
+
+  for forward, reverse in jax.jit(modes)(f32(z)):
+    assert np.isfinite(forward)
+    assert_close(forward, reverse, rtol=1e-4)
