@@ -1839,8 +1839,8 @@ LOSSES: list[Loss] = [
              optout={**CONTRAST_OPTOUT,
                      "second_derivatives": "the self-paced weights α_p = [1 + m − s_p]_+ and "
                                            "α_n = [s_n + m]_+ are held constant in the "
-                                           "derivative (the paper's and the reference "
-                                           "implementations' gradient), so finite "
+                                           "derivative (the reference implementations' "
+                                           "gradient, stop_gradient), so finite "
                                            "differences of the value, which see α move, "
                                            "differ by design; test_contrastive checks the "
                                            "closed form"}),
