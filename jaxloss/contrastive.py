@@ -1325,7 +1325,10 @@ def multi_similarity_loss(embeddings: ArrayLike, labels: ArrayLike, *, alpha: Ar
     log(1 + 0) = 0 with zero gradient, and the other term stays. With mining, an anchor
     keeps a positive exactly when it keeps a negative (both conditions read
     max_N S > min_P S − ε; one set empty empties the other), and one without mined pairs gives
-    0 with zero gradient, as the authors' code skips it. Stable at β = 50 with cosines of
+    0 with zero gradient, as the authors' code skips it. The anchor is excluded from its
+    positives by index; the authors' code drops every positive with S >= 1 − 1e-5 instead
+    (its way of removing the anchor), so there an exact duplicate positive does not count,
+    here it does. Stable at β = 50 with cosines of
     exactly ±1 (``logsumexp`` and ``softplus``). A zero embedding has cosine 0 with every
     other and gradient 0. Labels are class ids: no value is invalid. NaN in an embedding
     reaches every row (the batch is coupled).
