@@ -327,7 +327,8 @@ def chart(run: Run, path: pathlib.Path) -> None:
   names = [r.name for r in rows]
   y = range(len(rows))
   targets = _targets_shown(run)
-  fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 1.4 + 0.28 * len(rows)), sharey=True)
+  fig_height = 1.4 + 0.28 * len(rows)
+  fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, fig_height), sharey=True)
   refs = [ref for ref in ("optax", "torch") if any(("fb", ref) in r.ratios for r in rows)]
   height = 0.8 / max(len(refs), 1)
   offsets = {ref: (len(refs) - 1) * height / 2 - k * height for k, ref in enumerate(refs)}
@@ -368,7 +369,11 @@ def chart(run: Run, path: pathlib.Path) -> None:
   _log_ticks(ax2)
   ax2.set_xlabel("forward+backward time ÷ bandwidth floor (log scale)")
   quick = ": ratios differ from a full run's" if run.mode == "quick" else ""
-  fig.suptitle(f"jaxloss on {jax.default_backend()} ({device_name()}), {run.mode} sizes{quick}")
+  # The title 0.1 inch from the top, whatever the figure's height (at matplotlib's default
+  # height, 2% of the figure, a tall figure's title covered the legends); tight_layout fits
+  # the axes and the legends above them below it.
+  fig.suptitle(f"jaxloss on {jax.default_backend()} ({device_name()}), {run.mode} sizes{quick}",
+               y=1 - 0.1 / fig_height, va="top")
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
