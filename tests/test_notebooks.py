@@ -26,7 +26,8 @@ CELL_TIMEOUT_S = 120
 
 def test_there_are_notebooks():
   assert {"01_loss_gallery.ipynb", "02_training_with_flax_and_optax.ipynb",
-          "03_large_vocab_cross_entropy.ipynb"} <= {p.name for p in NOTEBOOKS}
+          "03_large_vocab_cross_entropy.ipynb", "04_preference_and_distillation.ipynb",
+          "05_metric_learning.ipynb"} <= {p.name for p in NOTEBOOKS}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
