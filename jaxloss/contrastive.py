@@ -1328,10 +1328,10 @@ def multi_similarity_loss(embeddings: ArrayLike, labels: ArrayLike, *, alpha: Ar
     0 with zero gradient, as the authors' code skips it. The anchor is excluded from its
     positives by index; the authors' code drops every positive with S >= 1 − 1e-5 instead
     (its way of removing the anchor), so there an exact duplicate positive does not count,
-    here it does. Stable at β = 50 with cosines of
-    exactly ±1 (``logsumexp`` and ``softplus``). A zero embedding has cosine 0 with every
-    other and gradient 0. Labels are class ids: no value is invalid. NaN in an embedding
-    reaches every row (the batch is coupled).
+    here it does. Stable at β = 50 with cosines of exactly ±1 (each log(1 + Σ e^x) is one
+    log-sum-exp). A zero embedding has cosine 0 with every other and gradient 0. Labels are
+    class ids: no value is invalid. NaN in an embedding reaches every row (the batch is
+    coupled).
 
   References:
     X. Wang, X. Han, W. Huang, D. Dong, M. R. Scott, "Multi-Similarity Loss with General Pair
