@@ -1515,14 +1515,29 @@ LOSSES: list[Loss] = [
             traits={"convex", "shift_invariant"}, masked_reference=_masked_integer_ce,
             torch=lambda F, x, y: F.cross_entropy(x, y, reduction="none"), target=1.0),
     sigmoid("sigmoid_binary_cross_entropy", traits=CONVEX, target=0.8,
-            floor_target=FLOOR_TARGET,
+            floor_target=FLOOR_TARGET, bounds={"label_smoothing": (-0.1, 1.5)},
             torch=lambda F, x, y: F.binary_cross_entropy_with_logits(x, y, reduction="none")),
+    # Keras' label smoothing, ỹ = y(1 − ε) + ε/2: d/dx = σ(x) − ỹ (issue 15).
+    sigmoid("sigmoid_binary_cross_entropy", variant="label_smoothing",
+            kwargs={"label_smoothing": 0.2}, traits=CONVEX,
+            bounds={"label_smoothing": (-0.1, 1.5)},
+            grad=lambda x, y, label_smoothing: (
+                1 / (1 + np.exp(-x)) - (y * (1 - label_smoothing) + label_smoothing / 2))),
     Loss("binary_cross_entropy", "probs", _binary_probabilities, ELEMENTWISE,
          twice_differentiable=True, floor_target=FLOOR_TARGET,
+         bounds={"label_smoothing": (-0.1, 1.5)},
          optout={"extreme_predictions": "its input is a probability in [0, 1]: the extreme "
                                         "inputs are exactly 0 and 1, "
                                         "test_binary_cross_entropy_at_zero_and_one"},
          torch=lambda F, p, y: F.binary_cross_entropy(p, y, reduction="none")),
+    # Keras' label smoothing: d/dp = (p − ỹ)/(p(1 − p)) (issue 15).
+    Loss("binary_cross_entropy", "probs", _binary_probabilities, ELEMENTWISE,
+         variant="label_smoothing", kwargs={"label_smoothing": 0.2},
+         twice_differentiable=True, bounds={"label_smoothing": (-0.1, 1.5)},
+         grad=lambda p, y, label_smoothing: (
+             (p - (y * (1 - label_smoothing) + label_smoothing / 2)) / (p * (1 - p))),
+         optout={"extreme_predictions": "its input is a probability in [0, 1], and with "
+                                        "label smoothing p in {0, 1} is +inf by design"}),
     sigmoid("sigmoid_focal_loss", kwargs={"alpha": 0.25, "gamma": 2.0},
             bench_kwargs={"gamma": 2.0}, bounds={"gamma": (-1.0,), "alpha": (-0.5, 1.5)},
             target=0.5),
