@@ -186,90 +186,158 @@ def _binary_inputs(fn: str, logits: ArrayLike, labels: ArrayLike
   return dtype, x, jnp.broadcast_to(y, x.shape)
 
 
-@_numerics.loss_jit()
+def _trailing_weight(fn: str, name: str, value: ArrayLike, x: jax.Array, x_name: str
+                     ) -> jax.Array:
+  """A floating weight (``pos_weight``, ``weight``) in ``x``'s dtype that broadcasts against
+  the trailing axes of ``x`` (NumPy's rule), reshaped to ``x``'s rank."""
+  w = _numerics.check_floating(fn, name, value).astype(x.dtype)
+  if not _numerics.broadcasts_to(w.shape, x.shape):
+    raise ValueError(f"{fn}: `{name}` must broadcast against the trailing axes of "
+                     f"`{x_name}`, got {name}.shape={w.shape} and {x_name}.shape={x.shape}")
+  return w.reshape((1,) * (x.ndim - w.ndim) + w.shape)
+
+
+def _smooth_binary(y: jax.Array, label_smoothing: ArrayLike) -> jax.Array:
+  """Keras' binary label smoothing, y·(1 − ε) + ε/2: both classes' labels move ε/2 toward ½
+  (exactly y at ε = 0)."""
+  eps = jnp.asarray(label_smoothing, y.dtype)
+  return y * (1.0 - eps) + 0.5 * eps
+
+
+def _sigmoid_bce(x: jax.Array, y: jax.Array, pos_weight: jax.Array | None,
+                 weight: jax.Array | None) -> jax.Array:
+  """The weighted sigmoid cross-entropy core, shared by :func:`sigmoid_binary_cross_entropy`
+  and :func:`multilabel_soft_margin_loss`: ``weight · _sigmoid_xent(x, y, pos_weight)``
+  (``x``, ``y`` of one shape; the weights already at ``x``'s rank)."""
+  loss = _sigmoid_xent(x, y, pos_weight)
+  return loss if weight is None else weight * loss
+
+
+@_numerics.loss_jit(bounds={"label_smoothing": _numerics.Range(low=0.0, high=1.0)})
 def sigmoid_binary_cross_entropy(logits: ArrayLike, labels: ArrayLike, *,
-                                 pos_weight: ArrayLike | None = None) -> jax.Array:
-  """Sigmoid (binary) cross-entropy on logits, with PyTorch's ``pos_weight``.
+                                 pos_weight: ArrayLike | None = None,
+                                 weight: ArrayLike | None = None,
+                                 label_smoothing: ArrayLike = 0.0) -> jax.Array:
+  """Sigmoid (binary) cross-entropy on logits, with PyTorch's ``pos_weight`` and ``weight`` and
+  Keras' ``label_smoothing``.
 
   .. math::
-    \\ell = -w\\, y \\log\\sigma(x) - (1 - y)\\log(1 - \\sigma(x))
-          = w\\, y\\, \\mathrm{softplus}(-x) + (1 - y)\\, \\mathrm{softplus}(x)
+    \\ell = v \\left[-w\\, \\tilde y \\log\\sigma(x) - (1 - \\tilde y)\\log(1 - \\sigma(x))\\right]
+          = v \\left[w\\, \\tilde y\\, \\mathrm{softplus}(-x)
+                   + (1 - \\tilde y)\\, \\mathrm{softplus}(x)\\right], \\qquad
+    \\tilde y = y (1 - \\varepsilon) + \\varepsilon / 2
 
   Args:
     logits: floating array of shape ``S``.
-    labels: 0/1 labels or probabilities in [0, 1], integer or floating, shape ``S`` (or a
-      scalar).
+    labels: 0/1 labels or probabilities in [0, 1], integer, boolean or floating, shape ``S``
+      (or a scalar).
     pos_weight: optional weight ``w`` of the positive term (PyTorch's ``pos_weight``),
       broadcasting against the trailing axes of ``logits`` (per class: shape (C,)).
+    weight: optional rescaling ``v`` of each element's loss (PyTorch's ``weight``), floating,
+      broadcasting against the trailing axes of ``logits``; ``None`` is 1.
+    label_smoothing: ε in [0, 1] (traced), Keras' ``BinaryCrossentropy(label_smoothing=ε)``:
+      the labels are squeezed toward ½ (1 → 1 − ε/2, 0 → ε/2); 0 leaves them as given.
 
   Returns:
-    The elementwise loss, shape ``S``, in ``jnp.result_type`` of the floating inputs.
+    The elementwise loss, shape ``S``, in ``jnp.result_type`` of the floating inputs
+    (``logits`` and ``labels``; the weights take ``logits``' dtype).
 
-  Gradient (a ``custom_jvp``): d/dx = (1 − y)σ(x) − w·y·(1 − σ(x)), which is σ(x) − y for
-  w = 1; d/dy = w·softplus(−x) − softplus(x).
+  Gradient (a ``custom_jvp``): d/dx = v[(1 − ỹ)σ(x) − w·ỹ·(1 − σ(x))], which is v(σ(x) − ỹ)
+  for w = 1; d/dỹ = v[w·softplus(−x) − softplus(x)] and dỹ/dε = ½ − y.
 
   Edge cases:
     Finite for every finite logit (±1e30 included: the loss is then |x| or 0), with its
     relative accuracy kept for confident correct logits (x = 50, y = 1 gives e^−50 = 1.93e-22,
-    as optax and PyTorch; softplus(x) − y·x would give 0). Unlike optax
+    as optax and PyTorch; softplus(x) − y·x would give 0). With ε > 0 the loss of a correct
+    logit no longer goes to 0: it is at least the entropy of (ε/2, 1 − ε/2). Unlike optax
     0.2.8, (N,) logits against (N, 1) labels raise ``ValueError`` instead of broadcasting to
     (N, N). NaN inputs propagate.
 
   References:
     optax ``optax.losses.sigmoid_binary_cross_entropy``; PyTorch
-    ``binary_cross_entropy_with_logits`` (``pos_weight``).
+    ``binary_cross_entropy_with_logits`` (``pos_weight``, ``weight``); Keras
+    ``BinaryCrossentropy(from_logits=True, label_smoothing=...)``; C. Szegedy et al.,
+    "Rethinking the Inception Architecture for Computer Vision", CVPR 2016 (label smoothing).
 
   Examples:
     >>> import jax.numpy as jnp, jaxloss
     >>> # σ(0) = 1/2: log 2 for either label.
     >>> print(jnp.round(jaxloss.sigmoid_binary_cross_entropy(jnp.zeros(2), jnp.array([0, 1])), 4))
     [0.6931 0.6931]
+    >>> # ε = 0.2: the label 1 becomes 0.9, so the loss at x = 0 stays log 2 but x = 10 pays.
+    >>> loss = jaxloss.sigmoid_binary_cross_entropy(jnp.array([0.0, 10.0]), jnp.ones(2),
+    ...                                             label_smoothing=0.2)
+    >>> print(jnp.round(loss, 4))
+    [0.6931 1.    ]
   """
   fn = "sigmoid_binary_cross_entropy"
   dtype, x, y = _binary_inputs(fn, logits, labels)
   if pos_weight is not None:
-    w = _numerics.check_floating(fn, "pos_weight", pos_weight).astype(x.dtype)
-    if not _numerics.broadcasts_to(w.shape, x.shape):
-      raise ValueError(f"{fn}: `pos_weight` must broadcast against the trailing axes of "
-                       f"`logits`, got pos_weight.shape={w.shape} and logits.shape={x.shape}")
-    pos_weight = w.reshape((1,) * (x.ndim - w.ndim) + w.shape)
-  return _sigmoid_xent(x, y, pos_weight).astype(dtype)
+    pos_weight = _trailing_weight(fn, "pos_weight", pos_weight, x, "logits")
+  w = None if weight is None else _trailing_weight(fn, "weight", weight, x, "logits")
+  return _sigmoid_bce(x, _smooth_binary(y, label_smoothing), pos_weight, w).astype(dtype)
 
 
-@_numerics.loss_jit()
-def binary_cross_entropy(probs: ArrayLike, labels: ArrayLike) -> jax.Array:
-  """Binary cross-entropy on probabilities, ``−y log p − (1 − y) log(1 − p)``.
+@_numerics.loss_jit(bounds={"label_smoothing": _numerics.Range(low=0.0, high=1.0)})
+def binary_cross_entropy(probs: ArrayLike, labels: ArrayLike, *, weight: ArrayLike | None = None,
+                         label_smoothing: ArrayLike = 0.0) -> jax.Array:
+  """Binary cross-entropy on probabilities, ``v·[−ỹ log p − (1 − ỹ) log(1 − p)]``, with
+  PyTorch's ``weight`` ``v`` and Keras' label smoothing ỹ = y·(1 − ε) + ε/2.
 
   Args:
     probs: floating probabilities in [0, 1], shape ``S``.
     labels: 0/1 labels or probabilities, integer or floating, shape ``S`` (or a scalar).
+    weight: optional rescaling ``v`` of each element's loss (PyTorch's ``weight``), floating,
+      broadcasting against the trailing axes of ``probs``; ``None`` is 1.
+    label_smoothing: ε in [0, 1] (traced), Keras' ``BinaryCrossentropy(label_smoothing=ε)``:
+      the labels are squeezed toward ½ (1 → 1 − ε/2, 0 → ε/2); 0 leaves them as given.
 
   Returns:
-    The elementwise loss, shape ``S``, in ``jnp.result_type`` of the floating inputs.
+    The elementwise loss, shape ``S``, in ``jnp.result_type`` of the floating inputs
+    (``probs`` and ``labels``; ``weight`` takes ``probs``' dtype).
 
-  Gradient: d/dp = (p − y)/(p(1 − p)); the terms with a zero coefficient are skipped
-  (0·log 0 = 0), so the gradient is finite at p = 0 with y = 0 and at p = 1 with y = 1.
+  Gradient: d/dp = v·(p − ỹ)/(p(1 − p)); the terms with a zero coefficient are skipped
+  (0·log 0 = 0), so the gradient is finite at p = 0 with ỹ = 0 and at p = 1 with ỹ = 1.
 
   Edge cases:
     Exact at p ∈ {0, 1}: 0 where the label agrees, +inf where it disagrees (the true value;
-    PyTorch instead clamps the log at −100 and returns 100). The second term is
-    log1p(−p), accurate at small p (p = 3.15e-7, y = 0 gives 3.15e-7); p itself cannot
-    resolve 1 − p below 6e-8 in float32, so near p = 1 prefer
-    :func:`sigmoid_binary_cross_entropy` on logits. The label derivative is
-    log((1 − p)/p), also at y ∈ {0, 1}. NaN inputs propagate.
+    PyTorch instead clamps the log at −100 and returns 100, and Keras clips p to
+    [1e-7, 1 − 1e-7]). With ε > 0 every label is strictly inside (0, 1), so p ∈ {0, 1} gives
+    +inf. A zero ``weight`` gives exactly 0 with a zero gradient (in ``probs`` and in
+    ``weight``), also where the unweighted loss is +inf. The second term is log1p(−p),
+    accurate at small p (p = 3.15e-7, y = 0 gives 3.15e-7); p itself cannot resolve 1 − p
+    below 6e-8 in float32, so near p = 1 prefer :func:`sigmoid_binary_cross_entropy` on
+    logits. The label derivative is log((1 − p)/p), also at y ∈ {0, 1}. NaN inputs propagate
+    (except where ``weight`` is 0).
 
   References:
-    PyTorch ``torch.nn.functional.binary_cross_entropy``.
+    PyTorch ``torch.nn.functional.binary_cross_entropy`` (``weight``); Keras
+    ``BinaryCrossentropy(label_smoothing=...)``.
 
   Examples:
     >>> import jax.numpy as jnp, jaxloss
     >>> loss = jaxloss.binary_cross_entropy(jnp.array([0.5, 0.25]), jnp.array([1.0, 0.0]))
     >>> print(jnp.round(loss, 4))  # −log ½ and −log ¾
     [0.6931 0.2877]
+    >>> loss = jaxloss.binary_cross_entropy(jnp.array([0.5, 0.25]), jnp.array([1.0, 0.0]),
+    ...                                     weight=jnp.array([2.0, 0.0]))
+    >>> print(jnp.round(loss, 4))
+    [1.3863 0.    ]
   """
-  dtype, p, y = _numerics.elementwise_inputs("binary_cross_entropy", probs, labels, "probs",
-                                             "labels")
-  return -(_numerics.xlogy(y, p) + _xlog1mp(1.0 - y, p)).astype(dtype)
+  fn = "binary_cross_entropy"
+  dtype, p, y = _numerics.elementwise_inputs(fn, probs, labels, "probs", "labels")
+  y = _smooth_binary(y, label_smoothing)
+  if weight is None:
+    return -(_numerics.xlogy(y, p) + _xlog1mp(1.0 - y, p)).astype(dtype)
+  w = jnp.broadcast_to(_trailing_weight(fn, "weight", weight, p, "probs"), p.shape)
+  # A zero weight leaves the element out: p is replaced by ½ there before the logs (double
+  # where, jax #1052), so an infinite loss at p ∈ {0, 1} cannot make 0·inf = NaN in the
+  # gradient.
+  out = w == 0
+  y = jnp.broadcast_to(y, p.shape)
+  p = jnp.where(out, jnp.full((), 0.5, p.dtype), p)
+  loss = -(_numerics.xlogy(y, p) + _xlog1mp(1.0 - y, p))
+  return jnp.where(out, jnp.zeros_like(loss), w * loss).astype(dtype)
 
 
 @_numerics.loss_jit(bounds={"gamma": _numerics.Range(low=0.0),
