@@ -531,6 +531,17 @@ def _binary_probabilities(s: Sampler, shape):
   return s.uniform(*shape, low=0.01, high=0.99), s.bits(*shape)
 
 
+def _multilabel_bits(s: Sampler, n, c):
+  """(N, C) logits and (N, C) 0/1 labels (PyTorch's multilabel soft-margin targets)."""
+  return s.normal(n, c, scale=2.0), s.bits(n, c)
+
+
+def _multilabel_soft_margin_grad(x, y, class_weights=None):
+  """d/dx_c of the mean over classes of w_c·BCE(x_c, y_c): w_c(σ(x_c) − y_c)/C."""
+  w = 1.0 if class_weights is None else np.asarray(class_weights)
+  return w * (1 / (1 + np.exp(-x)) - y) / x.shape[-1]
+
+
 def _integer_labels(s: Sampler, n, c):
   return s.normal(n, c, scale=2.0), s.integers(n, high=c)
 
@@ -1538,6 +1549,9 @@ LOSSES: list[Loss] = [
              (p - (y * (1 - label_smoothing) + label_smoothing / 2)) / (p * (1 - p))),
          optout={"extreme_predictions": "its input is a probability in [0, 1], and with "
                                         "label smoothing p in {0, 1} is +inf by design"}),
+    class_probs("multilabel_soft_margin_loss", make=_multilabel_bits, sizes=CLASSES,
+                traits=CONVEX, grad=_multilabel_soft_margin_grad,
+                torch=lambda F, x, y: F.multilabel_soft_margin_loss(x, y, reduction="none")),
     sigmoid("sigmoid_focal_loss", kwargs={"alpha": 0.25, "gamma": 2.0},
             bench_kwargs={"gamma": 2.0}, bounds={"gamma": (-1.0,), "alpha": (-0.5, 1.5)},
             target=0.5),

@@ -135,7 +135,12 @@ from jaxloss.segmentation import (
     tversky_loss,
 )
 from jaxloss.sequence import ctc_loss, ctc_loss_with_forward_probs
-from jaxloss.sigmoid import binary_cross_entropy, sigmoid_binary_cross_entropy, sigmoid_focal_loss
+from jaxloss.sigmoid import (
+    binary_cross_entropy,
+    multilabel_soft_margin_loss,
+    sigmoid_binary_cross_entropy,
+    sigmoid_focal_loss,
+)
 from jaxloss.similarity import cosine_distance, cosine_similarity, ntxent
 from jaxloss.softmax import (
     nll_loss,
@@ -154,6 +159,7 @@ __all__ = [
     "binary_cross_entropy",
     "kl_divergence",
     "kl_divergence_with_log_targets",
+    "multilabel_soft_margin_loss",
     "nll_loss",
     "poly_loss_cross_entropy",
     "sigmoid_binary_cross_entropy",

@@ -390,3 +390,52 @@ def sigmoid_focal_loss(logits: ArrayLike, labels: ArrayLike, *, alpha: ArrayLike
     a = jnp.asarray(alpha, x.dtype)
     loss = (a * y + (1.0 - a) * (1.0 - y)) * loss
   return loss.astype(dtype)
+
+
+@_numerics.loss_jit(static=("axis",))
+def multilabel_soft_margin_loss(logits: ArrayLike, labels: ArrayLike, *,
+                                class_weights: ArrayLike | None = None,
+                                axis: int = -1) -> jax.Array:
+  """Multi-label one-versus-all loss, PyTorch's ``multilabel_soft_margin_loss``: the mean over
+  the C classes of each class's (weighted) sigmoid cross-entropy.
+
+  .. math::
+    \\ell = \\frac{1}{C} \\sum_c w_c \\left[ y_c\\, \\mathrm{softplus}(-x_c)
+            + (1 - y_c)\\, \\mathrm{softplus}(x_c) \\right]
+
+  Args:
+    logits: floating array with the C classes along ``axis``.
+    labels: 0/1 labels (or probabilities in [0, 1]) of ``logits``' shape, integer, boolean or
+      floating.
+    class_weights: optional (C,) floating weights ``w_c`` (PyTorch's ``weight``); ``None``
+      weighs every class 1. The mean divides by C, not by the summed weight (as PyTorch).
+    axis: the class axis (static int).
+
+  Returns:
+    The per-example loss, ``logits``' shape without ``axis``, in ``jnp.result_type`` of the
+    floating inputs.
+
+  Gradient: d/dx_c = w_c (σ(x_c) − y_c)/C, through
+  :func:`sigmoid_binary_cross_entropy`'s ``custom_jvp`` core.
+
+  Edge cases:
+    Finite with finite gradients at every finite logit (±1e30 included), as the sigmoid
+    cross-entropy. PyTorch's targets are 0/1; soft labels give the soft-label cross-entropy.
+    Shapes other than ``logits``' raise ``ValueError``. NaN inputs propagate.
+
+  References:
+    PyTorch ``torch.nn.functional.multilabel_soft_margin_loss`` (``reduction="none"``).
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> # σ(0) = 1/2: every class costs log 2, so does their mean.
+    >>> loss = jaxloss.multilabel_soft_margin_loss(jnp.zeros((1, 3)), jnp.array([[1, 0, 1]]))
+    >>> print(jnp.round(loss, 4))
+    [0.6931]
+  """
+  fn = "multilabel_soft_margin_loss"
+  dtype, x, y = _binary_inputs(fn, logits, labels)
+  ax = _numerics.canonical_axis(fn, axis, x.ndim, name="logits")
+  w = (None if class_weights is None
+       else _numerics.per_class(fn, "class_weights", class_weights, x, ax))
+  return jnp.mean(_sigmoid_bce(x, y, None, w), axis=ax).astype(dtype)

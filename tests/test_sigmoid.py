@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import jaxloss
-from _reference import assert_close, f32
+from _reference import assert_close, f32, torch_cases
 
 GAMMAS = (0.0, 0.5, 1.0, 2.0)
 
@@ -150,3 +150,39 @@ def test_label_smoothing_bound_and_weight_shape_are_checked(fn):
     fn(x, y, weight=jnp.ones(4))
   with pytest.raises(TypeError, match="`weight` must have a floating dtype"):
     fn(x, y, weight=jnp.ones(3, jnp.int32))
+
+
+# ------------------------------------------------------------------ multilabel soft margin
+
+
+@pytest.mark.parametrize("case", torch_cases("multilabel_soft_margin_loss"),
+                         ids=lambda c: c["name"])
+def test_multilabel_soft_margin_matches_torch(case):
+  # tests/data/torch_reference_extra.json: F.multilabel_soft_margin_loss(reduction="none"),
+  # float64, and the gradient of its sum.
+  x, y = case["inputs"]
+  w = case["kwargs"].get("weight")
+  kwargs = {} if w is None else {"class_weights": f32(w)}
+  value, grad = jax.value_and_grad(lambda v: jnp.sum(
+      jaxloss.multilabel_soft_margin_loss(v, f32(y), **kwargs)))(f32(x))
+  assert_close(jaxloss.multilabel_soft_margin_loss(f32(x), f32(y), **kwargs), case["loss"])
+  assert_close(value, np.sum(case["loss"]))
+  assert_close(grad, case["grad"])
+
+
+def test_multilabel_soft_margin_is_the_mean_of_weighted_sigmoid_cross_entropies(rng):
+  # (1/C) Σ_c w_c BCE(x_c, y_c) along any axis; d/dx_c = w_c(σ(x_c) − y_c)/C.
+  x = np.float64(np.float32(rng.normal(size=(3, 4, 2)) * 3))
+  y = np.float64(rng.integers(0, 2, size=(3, 4, 2)))
+  w = np.float64(np.float32(rng.uniform(0.5, 2.0, size=4)))
+  fn = jaxloss.multilabel_soft_margin_loss
+  out, vjp = jax.vjp(lambda v: fn(v, f32(y), class_weights=f32(w), axis=1), f32(x))
+  wb = w[None, :, None]
+  assert out.shape == (3, 2)
+  assert_close(out, np.mean(wb * _np_bce_logits(x, y), axis=1))
+  (g,) = vjp(jnp.ones_like(out))
+  assert_close(g, wb * (_np_sigmoid(x) - y) / 4)
+  with pytest.raises(ValueError, match=r"`class_weights` must have shape \(4,\)"):
+    fn(f32(x), f32(y), class_weights=jnp.ones(2), axis=1)
+  with pytest.raises(ValueError, match="must have the same shape"):
+    fn(f32(x), f32(y[:, :, :1]))
