@@ -375,9 +375,9 @@ TORCH_ROWS = [
     Row("F.binary_cross_entropy(probs, labels)",
         "jaxloss.reduce(jaxloss.binary_cross_entropy(probs, labels))", "binary"),
     Row("F.binary_cross_entropy(probs, labels, weight=w)",
-        "jaxloss.reduce(w * jaxloss.binary_cross_entropy(probs, labels))", "binary",
-        "here `weight=` rescales each element and the mean still divides by the number of "
-        "elements: multiply, do not pass `weights=` (which divides by Σw)"),
+        "jaxloss.reduce(jaxloss.binary_cross_entropy(probs, labels, weight=w))", "binary",
+        "`weight=` rescales each element and the mean still divides by the number of "
+        "elements: do not pass `reduce(weights=)` (which divides by Σw)"),
     Row("F.binary_cross_entropy_with_logits(logits, labels, pos_weight=pos_weight)",
         "jaxloss.reduce(jaxloss.sigmoid_binary_cross_entropy(logits, labels, "
         "pos_weight=pos_weight))", "binary", "optax's name"),
@@ -407,9 +407,8 @@ TORCH_ROWS = [
     Row("F.multilabel_margin_loss(scores, targets)",
         "jaxloss.reduce(jaxloss.multilabel_margin_loss(scores, targets))", "multilabel"),
     Row("F.multilabel_soft_margin_loss(logits, labels, weight=w)",
-        "jaxloss.reduce(jnp.mean(w * jaxloss.sigmoid_binary_cross_entropy(logits, labels), "
-        "axis=-1))", "multilabel", "no function of its own: the class mean of the sigmoid "
-        "cross-entropy"),
+        "jaxloss.reduce(jaxloss.multilabel_soft_margin_loss(logits, labels, class_weights=w))",
+        "multilabel", "`weight=` is `class_weights=`; the class mean divides by C, not by Σw"),
     # embeddings
     Row("F.cosine_embedding_loss(x1, x2, y, margin=0.3)",
         "jaxloss.reduce(jaxloss.cosine_embedding_loss(x1, x2, y, margin=0.3))", "pairs"),
