@@ -32,15 +32,18 @@ class _Sigmoid(NamedTuple):
   nlq: jax.Array  # −log(1 − σ(x)) = softplus(x)
 
 
-def _sigmoid(x: jax.Array) -> _Sigmoid:
+def _sigmoid(x: jax.Array, *, second_order: bool = False) -> _Sigmoid:
   """From e = exp(−|x|): σ(x) = 1/(1 + e) for x ≥ 0 and e/(1 + e) below;
-  softplus(∓x) = max(∓x, 0) + log1p(e), with max(∓x, 0) = ½|x| ∓ ½x (exact, no overflow).
+  softplus(∓x) = max(∓x, 0) + log1p(e).
 
-  Every piece takes x = 0 on the side x ≥ 0 (``jnp.abs``'s derivative there is 1), so the
-  derivatives at 0 that a second derivative through the ``custom_jvp`` tangent rules takes
-  agree: softplus(x)' = 1 − ½ = σ(0) and σ'(0) = ¼ (``jnp.maximum`` would split its tie's
-  derivative in half: softplus(x)' = 0 at 0). No ``where`` on x itself here: a select
-  feeding these elementwise chains stops XLA CPU's vectorization (measured 3–5× slower)."""
+  ``second_order``: for a tangent rule that differentiates softplus itself (the focal loss's;
+  the cross-entropy's uses σ and 1 − σ only), max(∓x, 0) is written ½|x| ∓ ½x (exact, no
+  overflow), so that at x = 0 every piece takes the side x ≥ 0 as ``jnp.abs``'s derivative
+  does and softplus(x)' = 1 − ½ = σ(0): ``jnp.maximum`` splits its tie's derivative in half
+  (softplus(x)' = 0 at 0). The max form stays the default: it is the faster forward on XLA
+  CPU (the ½|x| form costs one more buffer under ``value_and_grad``; measured 5–10%). No
+  ``where`` on x itself in either: a select feeding these chains stops XLA CPU's
+  vectorization (measured 3–5× slower)."""
   a = jnp.abs(x)
   e = jnp.exp(-a)
   inv = 1.0 / (1.0 + e)
@@ -48,8 +51,10 @@ def _sigmoid(x: jax.Array) -> _Sigmoid:
   p = jnp.where(positive, inv, e * inv)
   q = jnp.where(positive, e * inv, inv)
   log1pe = jnp.log1p(e)
-  half_a, half_x = 0.5 * a, 0.5 * x
-  return _Sigmoid(p, q, half_a - half_x + log1pe, half_a + half_x + log1pe)
+  if second_order:
+    half_a, half_x = 0.5 * a, 0.5 * x
+    return _Sigmoid(p, q, half_a - half_x + log1pe, half_a + half_x + log1pe)
+  return _Sigmoid(p, q, jnp.maximum(-x, 0.0) + log1pe, jnp.maximum(x, 0.0) + log1pe)
 
 
 class _BceTerms(NamedTuple):
@@ -58,8 +63,9 @@ class _BceTerms(NamedTuple):
   loss: jax.Array  # w·y·softplus(−x) + (1 − y)·softplus(x)
 
 
-def _bce_terms(x: jax.Array, y: jax.Array, pos_weight: jax.Array | None) -> _BceTerms:
-  s = _sigmoid(x)
+def _bce_terms(x: jax.Array, y: jax.Array, pos_weight: jax.Array | None, *,
+               second_order: bool = False) -> _BceTerms:
+  s = _sigmoid(x, second_order=second_order)
   if pos_weight is None:
     # y·softplus(−x) + (1 − y)·softplus(x): a sum of two non-negative terms, so it keeps its
     # relative accuracy at every logit. (softplus(x) − y·x, one operation fewer, cancels for
@@ -100,7 +106,7 @@ class _FocalTerms(NamedTuple):
 
 
 def _focal_terms(x: jax.Array, y: jax.Array, gamma: jax.Array) -> _FocalTerms:
-  bce = _bce_terms(x, y, None)
+  bce = _bce_terms(x, y, None, second_order=True)
   base = y * bce.sig.q + (1.0 - y) * bce.sig.p
   # (1 − p_t)^γ through a double where: at 1 − p_t = 0 the weight is the constant 0^γ
   # (1 at γ = 0: exactly the cross-entropy), so differentiating the tangent rule (a Hessian)
