@@ -542,6 +542,16 @@ def _multilabel_soft_margin_grad(x, y, class_weights=None):
   return w * (1 / (1 + np.exp(-x)) - y) / x.shape[-1]
 
 
+def _categorical_focal_grad(x, y, alpha=None, gamma=2.0):
+  """d/dx_j of Σ_c α_c y_c (1 − p_c)^γ (−log p_c): p_j Σ_c A_c − A_j with
+  A_c = α_c y_c [u_c^γ + γ u_c^(γ−1) p_c (−log p_c)], u = 1 − p."""
+  p = _np_softmax(x)
+  u, ce = 1 - p, -np.log(p)
+  a = (1.0 if alpha is None else np.asarray(alpha)) * y * (u ** gamma
+                                                            + gamma * u ** (gamma - 1) * p * ce)
+  return p * a.sum(-1, keepdims=True) - a
+
+
 def _integer_labels(s: Sampler, n, c):
   return s.normal(n, c, scale=2.0), s.integers(n, high=c)
 
@@ -1558,6 +1568,9 @@ LOSSES: list[Loss] = [
     classes("softmax_focal_loss", sizes=VOCAB, kwargs={"gamma": 2.0},
             bounds={"gamma": (-1.0,), "alpha": (-0.5,)},
             twice_differentiable=True, traits={"shift_invariant"}),
+    class_probs("categorical_focal_loss", kwargs={"alpha": 0.25, "gamma": 2.0},
+                bounds={"gamma": (-1.0,), "alpha": (-0.5,)}, traits={"shift_invariant"},
+                grad=_categorical_focal_grad),
     classes("nll_loss", make=_log_probs_integer, sizes=VOCAB, twice_differentiable=True,
             torch=lambda F, x, y: F.nll_loss(x, y, reduction="none")),
     class_probs("kl_divergence", make=_log_probs_probabilities, traits=CONVEX,

@@ -234,8 +234,8 @@ OPTAX_ROWS = [
         "jaxloss.softmax_cross_entropy(logits, probs)", "probability_labels",
         "adds `label_smoothing=`, `class_weights=`"),
     Row("optax.losses.safe_softmax_cross_entropy(logits, probs)",
-        "jaxloss.softmax_cross_entropy(logits, probs)", "probability_labels",
-        "jaxloss's is always safe: finite where a masked logit is −inf"),
+        "jaxloss.safe_softmax_cross_entropy(logits, probs)", "probability_labels",
+        "finite forward-mode tangents at −inf logits too; labels of the logits' shape"),
     Row("optax.losses.softmax_cross_entropy_with_integer_labels(logits, labels)",
         f"{_CE}(logits, labels)", "dense_labels",
         "adds `label_smoothing=`, `ignore_index=`, `class_weights=`; a label outside "
@@ -256,13 +256,11 @@ OPTAX_ROWS = [
     Row("optax.losses.kl_divergence_with_log_targets(log_probs, log_targets)",
         "jaxloss.kl_divergence_with_log_targets(log_probs, log_targets)", "log_probs"),
     Row("optax.losses.generalized_kl_divergence(log_probs, targets)",
-        "jaxloss.kl_divergence(log_probs, targets) "
-        "+ jnp.sum(jnp.exp(log_probs) - targets, axis=-1)", "log_probs",
-        "no function of its own: KL plus the mass difference Σ(q − t)"),
+        "jaxloss.generalized_kl_divergence(log_probs, targets)", "log_probs",
+        "finite gradients at zero targets and at log q = −inf"),
     Row("optax.losses.convex_kl_divergence(log_probs, targets)",
-        "jaxloss.kl_divergence(log_probs, targets) "
-        "+ jnp.sum(jnp.exp(log_probs) - targets, axis=-1)", "log_probs",
-        "deprecated in optax for `generalized_kl_divergence`"),
+        "jaxloss.generalized_kl_divergence(log_probs, targets)", "log_probs",
+        "`jaxloss.convex_kl_divergence` exists and warns, as optax's deprecated name does"),
     # margin
     Row("optax.losses.hinge_loss(scores, y)", "jaxloss.hinge_loss(scores, y)", "signed",
         "labels ±1; sub-gradient 0 at y·s = 1"),
@@ -491,6 +489,10 @@ KERAS_ROWS = [
     Row("keras.losses.categorical_crossentropy(one_hot, logits, from_logits=True, "
         "label_smoothing=0.1)",
         "jaxloss.softmax_cross_entropy(logits, one_hot, label_smoothing=0.1)", "keras"),
+    Row("keras.losses.categorical_focal_crossentropy(target_probs, logits, alpha=0.25, "
+        "gamma=2.0, from_logits=True)",
+        "jaxloss.categorical_focal_loss(logits, target_probs, alpha=0.25, gamma=2.0)", "keras",
+        "Keras's `alpha` defaults to 0.25, jaxloss's to none (1)"),
     Row("keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)",
         f"{_CE}(logits, labels)", "keras"),
     Row("keras.losses.kl_divergence(target_probs, probs)",
@@ -504,8 +506,6 @@ KERAS_ROWS = [
 # keras.losses functions without a row, with the reason.
 KERAS_MISSING = {
     "circle": "no jaxloss counterpart",
-    "categorical_focal_crossentropy":
-        "no row yet (jaxloss.softmax_focal_loss takes integer labels)",
     "categorical_generalized_cross_entropy": "no jaxloss counterpart",
     "ctc": "no row yet (jaxloss.ctc_loss has optax's layout; see the PyTorch table)",
     "dice": "no row yet (Keras's Dice reduces differently from optax's, see jaxloss.dice_loss)",

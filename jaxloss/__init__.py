@@ -143,6 +143,7 @@ from jaxloss.sigmoid import (
 )
 from jaxloss.similarity import cosine_distance, cosine_similarity, ntxent
 from jaxloss.softmax import (
+    categorical_focal_loss,
     nll_loss,
     poly_loss_cross_entropy,
     safe_softmax_cross_entropy,
@@ -168,6 +169,7 @@ __all__ = [
     "softmax_cross_entropy",
     "softmax_cross_entropy_with_integer_labels",
     "softmax_focal_loss",
+    "categorical_focal_loss",
     # regression
     "gaussian_nll_loss",
     "huber_loss",

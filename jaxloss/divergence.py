@@ -269,6 +269,10 @@ def convex_kl_divergence(log_predictions: ArrayLike, targets: ArrayLike,
   """Deprecated alias of :func:`generalized_kl_divergence` (as in optax, which deprecated the
   name): the same arguments and numbers, and a ``DeprecationWarning`` at every call.
 
+  Edge cases:
+    Those of :func:`generalized_kl_divergence`: zero targets give finite values and gradients,
+    NaN propagates.
+
   Examples:
     >>> import warnings, jax.numpy as jnp, jaxloss
     >>> with warnings.catch_warnings(record=True) as caught:

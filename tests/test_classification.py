@@ -869,3 +869,33 @@ def test_safe_softmax_cross_entropy_forward_mode_finite_at_minus_inf_logits():
   lsm = _np_log_softmax(np.asarray(x, np.float64))
   rows = np.arange(2)
   assert_close(jac_t[rows, rows], np.where(np.isinf(lsm), 0.0, -lsm))
+
+
+# -------------------------------------------------------------------------- categorical focal
+
+def test_categorical_focal_loss_matches_the_formula_softmax_focal_and_cross_entropy(rng):
+  x = rng.normal(size=(6, 5)) * 3
+  y = rng.dirichlet(np.ones(5), size=6)
+  alpha = rng.uniform(0.2, 2.0, size=5)
+  p = np.exp(x - x.max(-1, keepdims=True))
+  p /= p.sum(-1, keepdims=True)
+  expected = np.sum(alpha * y * (1 - p) ** 0.5 * -np.log(p), -1)
+  assert_close(jaxloss.categorical_focal_loss(f32(x), f32(y), alpha=f32(alpha), gamma=0.5),
+               expected)
+  labels = rng.integers(0, 5, size=6)
+  one_hot = np.eye(5)[labels]
+  assert_close(jaxloss.categorical_focal_loss(f32(x), f32(one_hot), alpha=0.25),
+               jaxloss.softmax_focal_loss(f32(x), jnp.asarray(labels), alpha=0.25))
+  assert_close(jaxloss.categorical_focal_loss(f32(x), f32(y), gamma=0.0),
+               jaxloss.softmax_cross_entropy(f32(x), f32(y)))
+
+
+def test_categorical_focal_loss_finite_at_saturated_and_masked_logits():
+  # u = 0 exactly at a 1e4 gap (γ < 1: the factor held constant); a −inf logit with y = 0.
+  x = jnp.array([[1e4, 0.0, -jnp.inf], [0.0, 0.0, 0.0]])
+  y = jnp.array([[0.7, 0.3, 0.0], [1.0, 0.0, 0.0]])
+  value, grad = jax.value_and_grad(
+      lambda v: jnp.sum(jaxloss.categorical_focal_loss(v, y, gamma=0.5)))(x)
+  assert np.isfinite(value) and np.all(np.isfinite(grad))
+  # Row 0: A = (0, 0.3, 0) (class 0's factor u^γ = 0, held), so d/dx = p Σ A − A.
+  np.testing.assert_allclose(grad[0], [0.3, -0.3, 0.0], atol=1e-6)
