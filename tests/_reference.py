@@ -99,7 +99,8 @@ def trace_count(fn):
 FULL_SWEEP = os.environ.get("JAXLOSS_FULL_SWEEP", "") == "1"
 # Shared test -> 1 in n entries; every other shared test runs on 1 entry in DEFAULT_SHARE, the
 # share picked per (test, entry) so that each entry meets a different half of the checks.
-SAMPLED = {"second_derivatives": 4, "vmap_over_examples": 3}
+SAMPLED = {"second_derivatives": 6, "vmap_over_examples": 4, "low_precision": 3,
+           "sharded_batch": 3}
 DEFAULT_SHARE = 2
 
 

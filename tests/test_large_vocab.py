@@ -84,7 +84,9 @@ def _value_and_grads(fn, h, w, b, labels, c, use_bias, mode="none", **kwargs):
   def objective(h, w, b):
     loss = fn(h, w, labels, bias=b if use_bias else None, reduction=mode, **kwargs)
     return (jnp.sum(c * loss) if mode == "none" else loss), loss
-  (_, loss), grads = jax.value_and_grad(objective, argnums=(0, 1, 2), has_aux=True)(h, w, b)
+  # One jit (labels and options closed over): one compilation, not eager autodiff's pieces.
+  (_, loss), grads = jax.jit(jax.value_and_grad(objective, argnums=(0, 1, 2),
+                                                has_aux=True))(h, w, b)
   return loss, grads
 
 
@@ -294,13 +296,13 @@ def test_vmap_over_batch_and_time_matches_reshape(rng):
   def mean_flat(h3, w):
     return lsce(h3.reshape(-1, D), w, labels2.reshape(-1), chunk_size=64, reduction="mean")
 
-  chex.assert_trees_all_close(jax.value_and_grad(mean_vmapped, (0, 1))(h3, w),
-                              jax.value_and_grad(mean_flat, (0, 1))(h3, w), rtol=1e-5,
+  chex.assert_trees_all_close(jax.jit(jax.value_and_grad(mean_vmapped, (0, 1)))(h3, w),
+                              jax.jit(jax.value_and_grad(mean_flat, (0, 1)))(h3, w), rtol=1e-5,
                               atol=1e-7)
   # Per-example gradients (weight mapped too) against a Python loop.
-  per_example = jax.vmap(jax.grad(lambda x, w, y: jnp.sum(lsce(x, w, y, chunk_size=64)),
-                                  argnums=1), in_axes=(0, None, 0))(h3, w, labels2)
-  per_token_sum = jax.grad(lambda w, x, y: jnp.sum(lsce(x, w, y, chunk_size=64)))
+  per_example = jax.jit(jax.vmap(jax.grad(lambda x, w, y: jnp.sum(lsce(x, w, y, chunk_size=64)),
+                                          argnums=1), in_axes=(0, None, 0)))(h3, w, labels2)
+  per_token_sum = jax.jit(jax.grad(lambda w, x, y: jnp.sum(lsce(x, w, y, chunk_size=64))))
   looped = jnp.stack([per_token_sum(w, h3[i], labels2[i]) for i in range(4)])
   chex.assert_trees_all_close(per_example, looped, rtol=1e-5, atol=1e-6)
 
@@ -330,7 +332,7 @@ def test_second_derivative_reverse_over_reverse(rng):
     return jnp.sum(jax.nn.logsumexp(z, axis=1) - jnp.take_along_axis(z, labels[:, None], 1)[:, 0])
 
   def hvp(f):
-    return jax.grad(lambda x: jnp.vdot(jax.grad(f)(x), u))(h)
+    return jax.jit(jax.grad(lambda x: jnp.vdot(jax.grad(f)(x), u)))(h)
 
   assert_close(hvp(lambda x: jnp.sum(lsce(x, w, labels, chunk_size=4))), hvp(naive), rtol=1e-4)
   # The distillation's first pass (both log-sum-exps) runs inside its custom_vjp's forward
@@ -426,7 +428,7 @@ def test_token_log_probs_and_entropy_match_float64_reference(rng):
         ignore_index=IGNORE, chunk_size=64, token_chunk_size=7)
     return jnp.sum(u * log_p + r * entropy), (log_p, entropy)
 
-  (_, (log_p, entropy)), grads = jax.value_and_grad(objective, (0, 1, 2, 3), has_aux=True)(
+  (_, (log_p, entropy)), grads = jax.jit(jax.value_and_grad(objective, (0, 1, 2, 3), has_aux=True))(
       h, w, b, jnp.float32(TEMP))
   ref = log_prob_reference(h, w, b, labels, u, r, kept=np.asarray(kept))
   assert log_p.dtype == entropy.dtype == jnp.float32
@@ -513,7 +515,7 @@ def test_distillation_matches_float64_reference(rng, divergence, betas):
     return jnp.sum(u * value), value
 
   for beta in betas:  # one compilation: β is traced
-    (_, value), grads = jax.value_and_grad(objective, (0, 1, 2, 3, 4, 5), has_aux=True)(
+    (_, value), grads = jax.jit(jax.value_and_grad(objective, (0, 1, 2, 3, 4, 5), has_aux=True))(
         hs, ws, ht_nan, wt, jnp.float32(beta), jnp.float32(TEMP))
     ref = distillation_reference(hs, ws, ht, wt, divergence, beta, TEMP, u, kept)
     assert_close(value, ref[0], rtol=2e-5)
