@@ -98,10 +98,11 @@ def trace_count(fn):
 # sweep; the ones sampled out show as skipped with this reason.
 FULL_SWEEP = os.environ.get("JAXLOSS_FULL_SWEEP", "") == "1"
 # Shared test -> 1 in n entries; every other shared test runs on 1 entry in DEFAULT_SHARE, the
-# share picked per (test, entry) so that each entry meets a different half of the checks.
-SAMPLED = {"second_derivatives": 6, "vmap_over_examples": 4, "low_precision": 3,
-           "sharded_batch": 3}
-DEFAULT_SHARE = 2
+# share picked per (test, entry) so that each entry meets a different quarter of the
+# checks.
+SAMPLED = {"second_derivatives": 12, "vmap_over_examples": 8, "low_precision": 6,
+           "sharded_batch": 6}
+DEFAULT_SHARE = 4
 
 
 def _sampled_out(shared_test, entry):
