@@ -242,17 +242,16 @@ def huber_loss(predictions: ArrayLike, targets: ArrayLike | None = None, *,
   return _huber(x, delta).astype(dtype)
 
 
-# Below |x| = 3/4, log cosh x and tanh x as x²·P(x²) and x·Q(x²): least-squares fits in float64
-# on Chebyshev nodes of x² ∈ [0, 9/16] (relative error 4e-9 and 2e-9, below float32's rounding;
-# the leading coefficients are the Taylor series' 1/2, −1/12, 1/45 and 1, −1/3, 2/15). Above
-# it, |x| − log 2 + log1p(e^{−2|x|}) and (1 − e^{−2|x|})/(1 + e^{−2|x|}), whose cancellation
-# costs at most a few ulps there. One exp and one log1p per element: XLA's CPU expm1 and tanh
-# are several times slower than its exp (bench/NOTES.md, issue 20).
+# log cosh x in float32 (and narrower) with one exp per element and no log1p: XLA's CPU log1p,
+# expm1 and select-heavy fusions cost several times its exp (bench/NOTES.md, issue 20). Below
+# |x| = 3/4 it is x²·P(x²); above, |x| − log 2 + e·R(e) with e = e^{−2|x|} ≤ e^{−3/2}, R
+# standing for log1p(e)/e. Both are float64 least-squares fits on Chebyshev nodes
+# (tests/test_regression.py refits them): relative error 4e-9 and, on the value, 2e-8, below
+# float32's rounding. float64 inputs take the exact forms instead (:func:`_log_cosh_exact`).
 _LOG_COSH_SMALL = 0.75
-_LOG_COSH_P = (0.499999998, -0.0833330496, 0.0222161934, -0.00669859953, 0.00201400164,
-               -0.000429628465)
-_TANH_Q = (0.999999999, -0.333333078, 0.133325909, -0.0538865201, 0.0214338998,
-           -0.00763178666, 0.00172316112)
+_LOG_COSH_P = (0.499999998, -0.0833330496, 0.0222161932, -0.00669859852, 0.00201399983,
+               -0.000429627298)
+_LOG1P_R = (0.999999889, -0.499974711, 0.33239888, -0.237662911, 0.130051997)
 
 
 def _horner(coefficients: tuple[float, ...], s: jax.Array) -> jax.Array:
@@ -262,22 +261,40 @@ def _horner(coefficients: tuple[float, ...], s: jax.Array) -> jax.Array:
   return out
 
 
+def _log_cosh_exact(a: jax.Array) -> jax.Array:
+  """log cosh a for a = |x| without cancellation: log1p(m²/(2(1 + m))), m = expm1(a), below
+  3/4 (cosh a − 1 = m²/(2e^a)), and a − log 2 + log1p(e^{−2a}) above."""
+  m = jnp.expm1(jnp.minimum(a, _LOG_COSH_SMALL))
+  return jnp.where(a < _LOG_COSH_SMALL, jnp.log1p(m * m / (2.0 * (1.0 + m))),
+                   a - math.log(2.0) + jnp.log1p(jnp.exp(-2.0 * a)))
+
+
 @jax.custom_jvp
 def _log_cosh(x: jax.Array) -> jax.Array:
   a = jnp.abs(x)
-  small = a < _LOG_COSH_SMALL
-  s = jnp.square(jnp.where(small, x, jnp.zeros_like(x)))  # the polynomial never sees a huge x
-  large = a - math.log(2.0) + jnp.log1p(jnp.exp(-2.0 * a))
-  return jnp.where(small, s * _horner(_LOG_COSH_P, s), large)
+  if x.dtype == jnp.float64:
+    return _log_cosh_exact(a)
+  # No double where: a custom_jvp's primal is never differentiated, and the branch not taken
+  # may be inf or NaN (x² overflowing, R far outside its interval) without reaching the result.
+  s = x * x
+  e = jnp.exp(-2.0 * a)
+  return jnp.where(a < _LOG_COSH_SMALL, s * _horner(_LOG_COSH_P, s),
+                   (a - math.log(2.0)) + e * _horner(_LOG1P_R, e))
 
 
+@jax.custom_jvp
 def _tanh(x: jax.Array) -> jax.Array:
-  """tanh x from the same exp as :func:`_log_cosh` (a polynomial below 3/4)."""
-  small = jnp.abs(x) < _LOG_COSH_SMALL
+  """``jnp.tanh`` whose derivative sech² x = 4e/(1 + e)², e = e^{−2|x|}, keeps its relative
+  accuracy for large |x| (jax's 1 − tanh² x rounds to 0 there)."""
+  return jnp.tanh(x)
+
+
+@_tanh.defjvp
+def _tanh_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]
+              ) -> tuple[jax.Array, jax.Array]:
+  (x,), (dx,) = primals, tangents
   e = jnp.exp(-2.0 * jnp.abs(x))
-  large = jnp.sign(x) * (1.0 - e) / (1.0 + e)
-  xs = jnp.where(small, x, jnp.zeros_like(x))  # a double where: finite second derivatives
-  return jnp.where(small, xs * _horner(_TANH_Q, xs * xs), large)
+  return _tanh(x), 4.0 * e / jnp.square(1.0 + e) * dx
 
 
 @_log_cosh.defjvp
@@ -302,13 +319,16 @@ def log_cosh(predictions: ArrayLike, targets: ArrayLike | None = None) -> jax.Ar
   Returns:
     The elementwise loss, shape ``S``, in the predictions' dtype.
 
-  Derivative: tanh(x); second derivative sech²(x) (a ``custom_jvp``, so forward mode and
-  Hessians are exact, also at x = 0).
+  Derivative: tanh(x); second derivative sech²(x) = 4e/(1 + e)², e = e^{−2|x|} (``custom_jvp``
+  rules, so forward mode and Hessians are exact, also at x = 0, and keep their relative
+  accuracy for large |x|).
 
   Edge cases:
-    Finite for every finite input (|x| + log1p(e^{−2|x|}) − log 2 above |x| = 3/4, a
-    polynomial in x² below, accurate relative to the value down to x²/2's underflow). NaN
-    propagates.
+    Finite for every finite input, and within two ulps of the true value at every magnitude,
+    ½x² included: in float32 (and narrower inputs, computed in float32) x²·P(x²) below
+    |x| = 3/4 and |x| − log 2 + log1p(e^{−2|x|}) above, with fitted polynomials for P and for
+    log1p, so that one ``exp`` is the only transcendental; in float64 the exact ``expm1`` and
+    ``log1p`` forms. NaN propagates.
 
   References:
     Chen et al., "Log Hyperbolic Cosine Loss Improves Variational Auto-Encoder", 2019;
