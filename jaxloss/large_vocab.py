@@ -39,7 +39,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, Generic, Literal, NamedTuple, TypeVar, overload
 
 import jax
 import jax.numpy as jnp
@@ -51,6 +51,12 @@ from jax.sharding import PartitionSpec as P
 from jaxloss import _numerics
 
 ArrayLike = jax.typing.ArrayLike
+DTypeLike = jax.typing.DTypeLike
+_C = TypeVar("_C")  # a loop's carry
+_Y = TypeVar("_Y")  # a scan's per-step output
+_Leaf = TypeVar("_Leaf")  # what a _Head holds: arrays, cotangents or PartitionSpecs
+# A statistic's per-token accumulators, outputs or cotangents by name, each (T,) or (N,).
+_Outputs = dict[str, jax.Array]
 
 # --------------------------------------------------------------------------------------------
 # Tiling. chunk_size=None / token_chunk_size=None choose tiles whose float32 operands fit these
@@ -166,14 +172,15 @@ def _barrier(x: Any, count: int) -> Any:
   return x if count == 1 else lax.optimization_barrier(x)
 
 
-def _fori(count: int, body: Callable, init: Any) -> Any:
+def _fori(count: int, body: Callable[[jax.Array, _C], _C], init: _C) -> _C:
   if count == 1:
     return body(jnp.int32(0), init)
   # Static bounds (a scan: reverse-differentiable); int32 positions under jax_enable_x64 too.
   return lax.fori_loop(0, count, lambda k, carry: body(k.astype(jnp.int32), carry), init)
 
 
-def _scan(count: int, body: Callable, init: Any) -> tuple[Any, Any]:
+def _scan(count: int, body: Callable[[_C, jax.Array], tuple[_C, _Y]], init: _C
+          ) -> tuple[_C, _Y]:
   """``lax.scan`` of ``body(carry, k)`` over k < count (inlined, with a leading axis, for 1)."""
   if count == 1:
     carry, out = body(init, jnp.int32(0))
@@ -191,7 +198,7 @@ def _varying_axes(*trees: Any) -> frozenset[str]:
                              for a in jax.tree.leaves(trees)))
 
 
-def _zeros(shape, dtype, axes: frozenset[str]) -> jax.Array:
+def _zeros(shape: tuple[int, ...], dtype: DTypeLike, axes: frozenset[str]) -> jax.Array:
   """Zeros typed as varying over ``axes``, as a loop carry inside shard_map must be."""
   z = jnp.zeros(shape, dtype)
   return lax.pcast(z, tuple(sorted(axes)), to="varying") if axes else z
@@ -213,13 +220,16 @@ def _sum_to(ct: jax.Array | None, primal: jax.Array | None) -> jax.Array | None:
 # Heads and tiles.
 # --------------------------------------------------------------------------------------------
 
-class _Head(NamedTuple):
-  """A linear head: logits ``scale · s(h W + b)``, s the optional soft cap c·tanh(·/c)."""
-  h: jax.Array                # (N, D)
-  w: jax.Array                # (D, V)
-  b: jax.Array | None = None  # (V,)
-  cap: jax.Array | None = None
-  scale: jax.Array | None = None  # 1/temperature
+class _Head(NamedTuple, Generic[_Leaf]):
+  """A linear head: logits ``scale · s(h W + b)``, s the optional soft cap c·tanh(·/c).
+
+  Its leaves are arrays (``_Head[jax.Array]``), their cotangents or their PartitionSpecs.
+  """
+  h: _Leaf                # (N, D)
+  w: _Leaf                # (D, V)
+  b: _Leaf | None = None  # (V,)
+  cap: _Leaf | None = None
+  scale: _Leaf | None = None  # 1/temperature
 
 
 class _Tile(NamedTuple):
@@ -230,16 +240,21 @@ class _Tile(NamedTuple):
   start: Any                  # first column of the tile
   first: Any                  # first column the tile owns (> start in a shifted chunk)
   labels: jax.Array | None    # (T,) the tokens' labels
-  extra: dict                 # per-token inputs of the tile's tokens, and scalars
+  extra: _Outputs             # per-token inputs of the tile's tokens, and scalars
 
 
-def _raw(h_j: jax.Array, w_c: jax.Array, b_c: jax.Array | None, acc) -> jax.Array:
+def _raw(h_j: jax.Array, w_c: jax.Array, b_c: jax.Array | None, acc: DTypeLike) -> jax.Array:
   # Operands in the input dtype (bf16 on the MXU / tensor cores), ``acc`` accumulation.
   z = lax.dot_general(h_j, w_c, (((1,), (0,)), ((), ())), preferred_element_type=acc)
   return z if b_c is None else z + b_c.astype(acc)[None, :]
 
 
-def _transform(raw: jax.Array, cap, scale):
+# capped, tanh(raw/cap), raw/cap (the last two None without a cap).
+_Parts = tuple[jax.Array, jax.Array | None, jax.Array | None]
+
+
+def _transform(raw: jax.Array, cap: jax.Array | None, scale: jax.Array | None
+               ) -> tuple[jax.Array, _Parts]:
   """scale · cap·tanh(raw/cap) and what its derivative needs (capped, tanh, raw/cap)."""
   if cap is None:
     capped, t, u = raw, None, None
@@ -250,20 +265,30 @@ def _transform(raw: jax.Array, cap, scale):
   return (capped if scale is None else capped * scale), (capped, t, u)
 
 
-def _untransform(g, parts, cap, scale, dcap, dscale):
+def _untransform(g: jax.Array, parts: _Parts, cap: jax.Array | None, scale: jax.Array | None,
+                 dcap: jax.Array | None, dscale: jax.Array | None
+                 ) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
   """The chain rule back through ``_transform``; accumulates d/dcap and d/dscale."""
   capped, t, u = parts
   if scale is not None:
+    assert dscale is not None  # accumulated exactly when the head has a scale
     dscale = dscale + jnp.sum(g * capped)
     g = g * scale
   if cap is not None:
+    assert t is not None and u is not None and dcap is not None  # all there with a cap
     # d(cap·tanh(r/cap))/dr = 1 − t², d/dcap = t − (r/cap)(1 − t²).
     dcap = dcap + jnp.sum(g * (t - u * (1 - t * t)))
     g = g * (1 - t * t)
   return g, dcap, dscale
 
 
-def _head_block(h: jax.Array | None, kept_j, row, size):
+@overload
+def _head_block(h: jax.Array, kept_j: jax.Array | None, row: Any, size: int) -> jax.Array: ...
+@overload
+def _head_block(h: jax.Array | None, kept_j: jax.Array | None, row: Any, size: int
+                ) -> jax.Array | None: ...
+def _head_block(h: jax.Array | None, kept_j: jax.Array | None, row: Any, size: int
+                ) -> jax.Array | None:
   """The block's hidden rows, zeroed for dropped tokens: a NaN there then cannot reach any
   product (0·NaN = NaN in hiddenᵀ @ dlogits), and the rows get gradient 0.
 
@@ -277,17 +302,30 @@ def _head_block(h: jax.Array | None, kept_j, row, size):
   return h_j if kept_j is None else jnp.where(kept_j[:, None], h_j, jnp.zeros((), h_j.dtype))
 
 
-def _chunk(head: _Head | None, w: jax.Array | None, start, chunk: int):
+@overload
+def _chunk(head: _Head[jax.Array], w: jax.Array, start: Any, chunk: int
+           ) -> tuple[jax.Array, jax.Array | None]: ...
+@overload
+def _chunk(head: _Head[jax.Array] | None, w: jax.Array | None, start: Any, chunk: int
+           ) -> tuple[jax.Array | None, jax.Array | None]: ...
+def _chunk(head: _Head[jax.Array] | None, w: jax.Array | None, start: Any, chunk: int
+           ) -> tuple[jax.Array | None, jax.Array | None]:
+  """The weight's (D, c) and the bias's (c,) columns from ``start`` (``w``: the head's weight,
+  as it comes through a loop carry); None for no head."""
   if head is None:
     return None, None
+  assert w is not None  # a head's weight
   w_c = lax.dynamic_slice_in_dim(w, start, chunk, axis=1)
   b_c = None if head.b is None else lax.dynamic_slice_in_dim(head.b, start, chunk)
   return w_c, b_c
 
 
-def _teacher_logits(teacher, t_j, wt_c, acc):
+def _teacher_logits(teacher: _Head[jax.Array] | None, t_j: jax.Array | None,
+                    wt_c: jax.Array | None, acc: DTypeLike
+                    ) -> tuple[jax.Array | None, jax.Array | None]:
   if teacher is None:
     return None, None
+  assert t_j is not None and wt_c is not None  # a teacher's hidden rows and weight columns
   raw = _raw(t_j, wt_c, None, acc)
   return (raw if teacher.scale is None else raw * teacher.scale), raw
 
@@ -296,7 +334,8 @@ def _teacher_logits(teacher, t_j, wt_c, acc):
 # Statistics: what is accumulated per token, how shards combine, and d(outputs)/d(logits).
 # --------------------------------------------------------------------------------------------
 
-def _online(m, s, zm):
+def _online(m: jax.Array, s: jax.Array, zm: jax.Array
+            ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
   """Online log-sum-exp (Milakov & Gimelshein 2018): the new max, the rescaled sum, the factor
   e^{m − m'} and the tile's e^{z − m'} (``zm``: logits with repeated columns at −inf)."""
   m_new = jnp.maximum(m, jnp.max(zm, axis=1))
@@ -337,7 +376,7 @@ class _Softmax:
   entropy: bool = False
   teacher = False
 
-  def init(self, rows, dtype, axes):
+  def init(self, rows: int, dtype: DTypeLike, axes: frozenset[str]) -> _Outputs:
     zeros = _zeros((rows,), dtype, axes)
     carry = {"m": zeros - jnp.inf, "s": zeros, "label": zeros}
     if self.sums:
@@ -346,7 +385,7 @@ class _Softmax:
       carry["u"] = zeros
     return carry
 
-  def update(self, carry, tile: _Tile):
+  def update(self, carry: _Outputs, tile: _Tile) -> _Outputs:
     z, labels = tile.z, tile.labels
     c = z.shape[1]
     carry = dict(carry)
@@ -367,7 +406,7 @@ class _Softmax:
       carry["u"] = shrink * (carry["u"] + step * s) + jnp.sum(e * (m_new[:, None] - z), axis=1)
     return carry
 
-  def finish(self, carry, axis, extra):
+  def finish(self, carry: _Outputs, axis: str | None, extra: _Outputs) -> _Outputs:
     del extra
     s = carry["s"]
     out = {"lse": carry["m"] + jnp.log(s), "label": carry["label"]}
@@ -386,7 +425,8 @@ class _Softmax:
         out["sum"] = lax.psum(out["sum"], axis)
     return out
 
-  def grad(self, tile: _Tile, out, ct):
+  def grad(self, tile: _Tile, out: _Outputs, ct: _Outputs
+           ) -> tuple[jax.Array, jax.Array | None]:
     # d/dz of g_lse·lse + g_label·z_y + g_sum·Σz + g_H·H
     #   = g_lse·p + g_label·onehot + g_sum + g_H·p·(lse − z − H).
     z, lse = tile.z, out["lse"]
@@ -394,6 +434,7 @@ class _Softmax:
     weight = ct["lse"][:, None]
     if self.entropy:
       weight = weight + ct["entropy"][:, None] * (lse[:, None] - z - out["entropy"][:, None])
+    assert tile.labels is not None  # a softmax statistic's tiles carry the labels
     hit = (tile.start + _iota(z.shape[1]))[None, :] == tile.labels[:, None]
     g = weight * p + jnp.where(hit, ct["label"][:, None], 0.0)
     if self.sums:
@@ -409,16 +450,17 @@ class _PairLogSumExp:
   teacher = True
   keys = ("lse_s", "lse_t")
 
-  def init(self, rows, dtype, axes):
+  def init(self, rows: int, dtype: DTypeLike, axes: frozenset[str]) -> _Outputs:
     zeros = _zeros((rows,), dtype, axes)
     return {"m_s": zeros - jnp.inf, "s_s": zeros, "m_t": zeros - jnp.inf, "s_t": zeros}
 
-  def update(self, carry, tile: _Tile):
+  def update(self, carry: _Outputs, tile: _Tile) -> _Outputs:
+    assert tile.t is not None  # the teacher's logits
     m_s, s_s, _, _ = _online(carry["m_s"], carry["s_s"], _masked(tile, tile.z, -jnp.inf))
     m_t, s_t, _, _ = _online(carry["m_t"], carry["s_t"], _masked(tile, tile.t, -jnp.inf))
     return {"m_s": m_s, "s_s": s_s, "m_t": m_t, "s_t": s_t}
 
-  def finish(self, carry, axis, extra):
+  def finish(self, carry: _Outputs, axis: str | None, extra: _Outputs) -> _Outputs:
     del extra
     out = {"lse_s": carry["m_s"] + jnp.log(carry["s_s"]),
            "lse_t": carry["m_t"] + jnp.log(carry["s_t"])}
@@ -440,23 +482,24 @@ class _Divergence:
   prepass: _PairLogSumExp | None = _PairLogSumExp()
   teacher = True
 
-  def _parts(self, tile: _Tile):
+  def _parts(self, tile: _Tile) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     # log p <= 0, but the logits here need not round as the first pass's did (see _online):
     # at |z| ~ 1e30 an ulp is 1e23 and a positive log p would give exp = inf, so it is clamped
     # at 0 (the values there are as uncertain as the logits themselves, but finite).
+    assert tile.t is not None  # the teacher's logits
     lp = jnp.minimum(tile.z - tile.extra["lse_s"][:, None], 0.0)
     lq = jnp.minimum(tile.t - tile.extra["lse_t"][:, None], 0.0)
     return lp, lq, jnp.exp(lp), jnp.exp(lq)
 
-  def _mixture(self, lp, lq, beta):
+  def _mixture(self, lp: jax.Array, lq: jax.Array, beta: jax.Array) -> jax.Array:
     # log m = log((1 − β) p + β q); exact at β = 0 and 1 (logaddexp with −inf).
     return jnp.logaddexp(lp + jnp.log1p(-beta), lq + jnp.log(beta))
 
-  def init(self, rows, dtype, axes):
+  def init(self, rows: int, dtype: DTypeLike, axes: frozenset[str]) -> _Outputs:
     zeros = _zeros((rows,), dtype, axes)
     return {"kq": zeros, "kp": zeros} if self.kind == "jsd" else {"value": zeros}
 
-  def update(self, carry, tile: _Tile):
+  def update(self, carry: _Outputs, tile: _Tile) -> _Outputs:
     lp, lq, p, q = self._parts(tile)
     if self.kind == "forward_kl":
       return {"value": carry["value"] + jnp.sum(_masked(tile, q * (lq - lp), 0.0), axis=1)}
@@ -466,7 +509,7 @@ class _Divergence:
     return {"kq": carry["kq"] + jnp.sum(_masked(tile, q * (lq - lm), 0.0), axis=1),
             "kp": carry["kp"] + jnp.sum(_masked(tile, p * (lp - lm), 0.0), axis=1)}
 
-  def finish(self, carry, axis, extra):
+  def finish(self, carry: _Outputs, axis: str | None, extra: _Outputs) -> _Outputs:
     out = carry if axis is None else {k: lax.psum(x, axis) for k, x in carry.items()}
     if self.kind != "jsd":
       return out
@@ -474,7 +517,8 @@ class _Divergence:
     return {**out, "value": jnp.where(beta == 0, 1.0, beta) * out["kq"]
             + jnp.where(beta == 1, 1.0, 1 - beta) * out["kp"]}
 
-  def grad(self, tile: _Tile, out, ct):
+  def grad(self, tile: _Tile, out: _Outputs, ct: _Outputs
+           ) -> tuple[jax.Array, jax.Array | None]:
     lp, lq, p, q = self._parts(tile)
     g_value = ct["value"][:, None]
     value = out["value"][:, None]
@@ -503,11 +547,12 @@ class _Config(NamedTuple):
   axis: str | None    # the vocabulary's mesh axis inside shard_map, else None
 
 
-def _acc_dtype(*arrays) -> jnp.dtype:
+def _acc_dtype(*arrays: jax.Array | None) -> jnp.dtype:
   return _numerics.compute_dtype(*(a for a in arrays if a is not None))
 
 
-def _forward(cfg: _Config, student: _Head, teacher: _Head | None, labels, kept, extra):
+def _forward(cfg: _Config, student: _Head[jax.Array], teacher: _Head[jax.Array] | None,
+             labels: jax.Array | None, kept: jax.Array | None, extra: _Outputs) -> _Outputs:
   """Per-token outputs of ``cfg.spec``: token blocks outside, vocabulary chunks inside.
 
   A statistic with a ``prepass`` (a divergence) runs it first, over all tokens; its outputs
@@ -527,15 +572,18 @@ def _forward(cfg: _Config, student: _Head, teacher: _Head | None, labels, kept, 
   if n == 0:  # an empty batch: the statistic's outputs of no token
     return cfg.spec.finish(cfg.spec.init(0, acc, axes), cfg.axis, extra)
 
-  def one_block(hs, j):
+  def one_block(hs: tuple[jax.Array, jax.Array | None], j: jax.Array
+                ) -> tuple[tuple[jax.Array, jax.Array | None], _Outputs]:
     hs = _barrier(hs, n_blocks)  # see _head_block
     row, _ = _span(n, block, j)
     kept_j = _rows(kept, row, block)
     h_j, t_j = (_head_block(x, kept_j, row, block) for x in hs)
+    assert h_j is not None  # the student's rows
     labels_j = _rows(labels, row, block)
     extra_j = {k: _rows(x, row, block) for k, x in extra.items()}
 
-    def one_chunk(k, inner):
+    def one_chunk(k: jax.Array, inner: tuple[tuple[jax.Array, jax.Array | None], _Outputs]
+                  ) -> tuple[tuple[jax.Array, jax.Array | None], _Outputs]:
       # The weights ride in the carry behind an optimization barrier: otherwise XLA's CPU
       # backend hoists the bf16 -> float32 conversion of the *whole* weight out of the loop.
       weights, state = inner
@@ -558,8 +606,18 @@ def _forward(cfg: _Config, student: _Head, teacher: _Head | None, labels, kept, 
   return {k: _unblock(x, n) for k, x in stacked.items()}
 
 
-def _backward(cfg: _Config, student: _Head, teacher: _Head | None, labels, kept, extra, out,
-              ct):
+# Gradients (hidden, weight, bias, cap, scale) of a head (hidden's per token block in the fused
+# mode); None for the head's absent parts.
+_Grads = tuple[jax.Array, jax.Array, jax.Array | None, jax.Array | None, jax.Array | None]
+# A loop carry of ``_backward``: the two heads' weights (hidden states in the inner loop), then
+# the gradients accumulated so far (the weight's: its chunk's in the inner loop).
+_GradCarry = tuple[tuple[jax.Array, jax.Array | None], jax.Array, jax.Array, jax.Array | None,
+                   jax.Array | None, jax.Array | None]
+
+
+def _backward(cfg: _Config, student: _Head[jax.Array], teacher: _Head[jax.Array] | None,
+              labels: jax.Array | None, kept: jax.Array | None, extra: _Outputs, out: _Outputs,
+              ct: _Outputs) -> _Grads:
   """Gradients (hidden, weight, bias, cap, scale) of Σ ct·out: vocabulary chunks outside,
   token blocks inside; each tile's logits recomputed, never stored."""
   prepass = getattr(cfg.spec, "prepass", None)
@@ -577,7 +635,7 @@ def _backward(cfg: _Config, student: _Head, teacher: _Head | None, labels, kept,
             jnp.zeros_like(student.b), None if cap is None else jnp.zeros((), acc),
             None if scale is None else jnp.zeros((), acc))
 
-  def one_chunk(k, carry):
+  def one_chunk(k: jax.Array, carry: _GradCarry) -> _GradCarry:
     weights, dh, dw, db, dcap, dscale = carry
     weights = lax.optimization_barrier(weights)  # as in _forward
     w_k, wt_k = weights
@@ -588,12 +646,13 @@ def _backward(cfg: _Config, student: _Head, teacher: _Head | None, labels, kept,
     w_c, b_c = _chunk(student, w_k, start, chunk)
     wt_c, _ = _chunk(teacher, wt_k, start, chunk)
 
-    def one_block(j, inner):
+    def one_block(j: jax.Array, inner: _GradCarry) -> _GradCarry:
       hs, dh, dw_c, db_c, dcap, dscale = inner
       hs = _barrier(hs, n_blocks)  # see _head_block
       row, new_rows = _span(n, block, j)
       kept_j = _rows(kept, row, block)
       h_j, t_j = (_head_block(x, kept_j, row, block) for x in hs)
+      assert h_j is not None  # the student's rows
       ct_j = {key: _rows(x, row, block) for key, x in ct.items()}
       if new_rows is not None:  # rows of a shifted last block that the block before had
         ct_j = {key: jnp.where(new_rows, x, jnp.zeros_like(x)) for key, x in ct_j.items()}
@@ -605,6 +664,7 @@ def _backward(cfg: _Config, student: _Head, teacher: _Head | None, labels, kept,
       if fresh is not None:
         g = jnp.where(fresh[None, :], g, 0.0)
       if g_t is not None and scale is not None:  # the teacher's logits depend on the temperature
+        assert dscale is not None and t_raw is not None  # with the scale and the teacher
         dscale = dscale + jnp.sum(_masked(tile, g_t * t_raw, 0.0))
       g, dcap, dscale = _untransform(g, parts, cap, scale, dcap, dscale)
       g_lo = g.astype(h.dtype)
@@ -624,6 +684,7 @@ def _backward(cfg: _Config, student: _Head, teacher: _Head | None, labels, kept,
     # the chunks and transposing would cost another (D, V) buffer).
     dw = lax.dynamic_update_slice_in_dim(dw, dw_c.astype(dw.dtype), start, axis=1)
     if db is not None:
+      assert db_c is not None  # the bias's chunk, accumulated with a bias
       db = lax.dynamic_update_slice_in_dim(db, db_c.astype(db.dtype), start, axis=0)
     return weights, dh, dw, db, dcap, dscale
 
@@ -636,27 +697,42 @@ def _backward(cfg: _Config, student: _Head, teacher: _Head | None, labels, kept,
   return dh.astype(h.dtype), dw, db, dcap, dscale
 
 
-def _student_cotangent(student: _Head, grads) -> _Head:
+def _student_cotangent(student: _Head[jax.Array], grads: _Grads) -> _Head[jax.Array | None]:
   dh, dw, db, dcap, dscale = grads
+  # d/dcap (d/dscale) is there exactly when the head has a cap (a scale).
   cts = (dh, dw, db,
-         None if dcap is None else dcap.astype(student.cap.dtype),
-         None if dscale is None else dscale.astype(student.scale.dtype))
+         None if dcap is None else dcap.astype(student.cap.dtype),  # type: ignore[union-attr]
+         None if dscale is None else dscale.astype(student.scale.dtype))  # type: ignore[union-attr]
   return _Head(*(_sum_to(ct, x) for ct, x in zip(cts, student, strict=False)))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _stats(cfg: _Config, student: _Head, teacher: _Head | None, labels, kept, extra):
+def _stats(cfg: _Config, student: _Head[jax.Array], teacher: _Head[jax.Array] | None,
+           labels: jax.Array | None, kept: jax.Array | None, extra: _Outputs) -> _Outputs:
   """Per-token outputs of ``cfg.spec`` (a dict of (N,) arrays), differentiable with respect
   to the student head; the teacher, labels, mask and ``extra`` are constants."""
   return _forward(cfg, student, teacher, labels, kept, extra)
 
 
-def _stats_fwd(cfg, student, teacher, labels, kept, extra):
+class _StatsResiduals(NamedTuple):
+  """``_stats``'s inputs and outputs: only (N,) vectors beyond the inputs."""
+  student: _Head[jax.Array]
+  teacher: _Head[jax.Array] | None
+  labels: jax.Array | None
+  kept: jax.Array | None
+  extra: _Outputs
+  out: _Outputs
+
+
+def _stats_fwd(cfg: _Config, student: _Head[jax.Array], teacher: _Head[jax.Array] | None,
+               labels: jax.Array | None, kept: jax.Array | None, extra: _Outputs
+               ) -> tuple[_Outputs, _StatsResiduals]:
   out = _forward(cfg, student, teacher, labels, kept, extra)
-  return out, (student, teacher, labels, kept, extra, out)  # only (N,) vectors beyond inputs
+  return out, _StatsResiduals(student, teacher, labels, kept, extra, out)
 
 
-def _stats_bwd(cfg, residuals, ct):
+def _stats_bwd(cfg: _Config, residuals: _StatsResiduals, ct: _Outputs
+               ) -> tuple[_Head[jax.Array | None], None, None, None, None]:
   student, teacher, labels, kept, extra, out = residuals
   grads = _backward(cfg, student, teacher, labels, kept, extra, out, ct)
   return _student_cotangent(student, grads), None, None, None, None
@@ -669,8 +745,28 @@ _stats.defvjp(_stats_fwd, _stats_bwd)
 # The fused mode: a loss reduced to a scalar, its gradient computed in the forward pass.
 # --------------------------------------------------------------------------------------------
 
-def _fused_forward(cfg: _Config, loss_fn: Callable, student: _Head, labels, kept, args, hyper,
-                   *, differentiate: bool):
+# A per-token loss from the statistic's outputs, the per-token arguments and the
+# hyper-parameters (the reduction's coefficients are in the arguments, under "coef").
+_LossFn = Callable[[_Outputs, _Outputs, _Outputs], jax.Array]
+# ``_fused_forward``'s carry over token blocks: the hidden states, the (T, V) logits buffer,
+# then the gradients accumulated so far (weight, bias, cap, scale; None when not differentiated).
+_FusedCarry = tuple[jax.Array, jax.Array, jax.Array | None, jax.Array | None, jax.Array | None,
+                    jax.Array | None]
+
+
+@overload
+def _fused_forward(cfg: _Config, loss_fn: _LossFn, student: _Head[jax.Array], labels: jax.Array,
+                   kept: jax.Array | None, args: _Outputs, hyper: _Outputs, *,
+                   differentiate: Literal[False]) -> tuple[jax.Array, _Outputs]: ...
+@overload
+def _fused_forward(cfg: _Config, loss_fn: _LossFn, student: _Head[jax.Array], labels: jax.Array,
+                   kept: jax.Array | None, args: _Outputs, hyper: _Outputs, *,
+                   differentiate: Literal[True]
+                   ) -> tuple[jax.Array, _Outputs, _Grads, _Outputs]: ...
+def _fused_forward(cfg: _Config, loss_fn: _LossFn, student: _Head[jax.Array], labels: jax.Array,
+                   kept: jax.Array | None, args: _Outputs, hyper: _Outputs, *,
+                   differentiate: bool
+                   ) -> tuple[jax.Array, _Outputs] | tuple[jax.Array, _Outputs, _Grads, _Outputs]:
   """Σ_i coef_i·loss_fn(out_i) over token blocks and, with ``differentiate``, its gradients.
 
   Per token block: the vocabulary chunks' raw logits go into a (T, V) buffer while the
@@ -691,11 +787,13 @@ def _fused_forward(cfg: _Config, loss_fn: Callable, student: _Head, labels, kept
     if not differentiate:
       return total, out
     zero = functools.partial(jax.tree.map, jnp.zeros_like)
-    grads = (jnp.zeros((0,) + h.shape, h.dtype), jnp.zeros(w.shape, acc),
-             None if b is None else jnp.zeros(b.shape, acc), zero(cap), zero(scale))
+    grads: _Grads = (jnp.zeros((0,) + h.shape, h.dtype), jnp.zeros(w.shape, acc),
+                     None if b is None else jnp.zeros(b.shape, acc), zero(cap), zero(scale))
     return total, out, grads, zero(hyper)
 
-  def one_block(carry, j):
+  # The stacked output is (total, out) or, differentiated, (total, out, dh, dhyper): a static
+  # choice mypy cannot follow to the indexing below, hence Any.
+  def one_block(carry: _FusedCarry, j: jax.Array) -> tuple[_FusedCarry, tuple[Any, ...]]:
     h_all, buffer, dw, db, dcap, dscale = carry
     h_all = _barrier(h_all, n_blocks)  # see _head_block
     row, new_rows = _span(n, block, j)
@@ -706,7 +804,8 @@ def _fused_forward(cfg: _Config, loss_fn: Callable, student: _Head, labels, kept
     if new_rows is not None:  # rows the block before had: counted there
       args_j["coef"] = jnp.where(new_rows, args_j["coef"], 0.0)
 
-    def first_pass(k, inner):
+    def first_pass(k: jax.Array, inner: tuple[jax.Array, _Outputs, jax.Array]
+                   ) -> tuple[jax.Array, _Outputs, jax.Array]:
       weights, state, buffer = inner
       weights = lax.optimization_barrier(weights)
       start, fresh = _span(v, chunk, k)
@@ -724,9 +823,13 @@ def _fused_forward(cfg: _Config, loss_fn: Callable, student: _Head, labels, kept
     total_j = jnp.sum(args_j["coef"] * loss_j)
     if not differentiate:
       return carry, (total_j, out_j)
+    assert dw is not None  # accumulated when differentiated
     ct_j, dhyper_j = loss_vjp(args_j["coef"].astype(loss_j.dtype))
 
-    def second_pass(k, inner):
+    def second_pass(k: jax.Array, inner: tuple[jax.Array, jax.Array, jax.Array, jax.Array | None,
+                                               jax.Array | None, jax.Array | None]
+                    ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array | None,
+                               jax.Array | None, jax.Array | None]:
       weights, dh_j, dw, db, dcap, dscale = inner
       weights = lax.optimization_barrier(weights)
       start, fresh = _span(v, chunk, k)
@@ -765,29 +868,49 @@ def _fused_forward(cfg: _Config, loss_fn: Callable, student: _Head, labels, kept
   out = {k: _unblock(x, n) for k, x in stacked[1].items()}
   if not differentiate:
     return total, out
+  assert dw is not None  # accumulated when differentiated
   grads = (stacked[2], dw, db, dcap, dscale)  # the hidden states' still per block
   return total, out, grads, jax.tree.map(lambda x: jnp.sum(x, axis=0), stacked[3])
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def _fused(cfg: _Config, loss_fn: Callable, student: _Head, labels, kept, args, hyper):
+def _fused(cfg: _Config, loss_fn: _LossFn, student: _Head[jax.Array], labels: jax.Array,
+           kept: jax.Array | None, args: _Outputs, hyper: _Outputs
+           ) -> tuple[jax.Array, _Outputs]:
   """(Σ_i coef_i·loss_fn(out_i, args_i, hyper), out) with the gradient of the first computed
   in the forward pass; ``out`` (the statistic's outputs) is not differentiated."""
   return _fused_forward(cfg, loss_fn, student, labels, kept, args, hyper, differentiate=False)
 
 
-def _fused_fwd(cfg, loss_fn, student, labels, kept, args, hyper):
+class _FusedResiduals(NamedTuple):
+  """``_fused``'s gradients, computed in the forward pass for a unit cotangent."""
+  student: _Head[jax.Array]
+  grads: _Grads  # the hidden states' per token block
+  dhyper: _Outputs
+  hyper: _Outputs
+
+
+def _fused_fwd(cfg: _Config, loss_fn: _LossFn, student: _Head[jax.Array], labels: jax.Array,
+               kept: jax.Array | None, args: _Outputs, hyper: _Outputs
+               ) -> tuple[tuple[jax.Array, _Outputs], _FusedResiduals]:
   total, out, grads, dhyper = _fused_forward(cfg, loss_fn, student, labels, kept, args, hyper,
                                              differentiate=True)
-  return (total, out), (student, grads, dhyper, hyper)
+  return (total, out), _FusedResiduals(student, grads, dhyper, hyper)
 
 
-def _fused_bwd(cfg, loss_fn, residuals, cts):
+def _fused_bwd(cfg: _Config, loss_fn: _LossFn, residuals: _FusedResiduals, cts: tuple[Any, Any]
+               ) -> tuple[_Head[jax.Array | None], None, None, None, _Outputs]:
   student, (dh, dw, db, dcap, dscale), dhyper, hyper = residuals
   g = cts[0]  # the scalar's cotangent; ``out`` is not differentiated
 
-  def scaled(x, like):
-    return None if x is None else (g * x.astype(g.dtype)).astype(like.dtype)
+  @overload
+  def scaled(x: jax.Array, like: jax.Array) -> jax.Array: ...
+  @overload
+  def scaled(x: jax.Array | None, like: jax.Array | None) -> jax.Array | None: ...
+  def scaled(x: jax.Array | None, like: jax.Array | None) -> jax.Array | None:
+    # ``like`` (the primal) is None exactly when ``x`` (its gradient) is.
+    return None if x is None else (
+        (g * x.astype(g.dtype)).astype(like.dtype))  # type: ignore[union-attr]
 
   grads = (_unblock(scaled(dh, student.h), student.h.shape[0]), scaled(dw, student.w),
            scaled(db, student.b), scaled(dcap, student.cap), scaled(dscale, student.scale))
@@ -803,7 +926,8 @@ _fused.defvjp(_fused_fwd, _fused_bwd)
 # Input checks.
 # --------------------------------------------------------------------------------------------
 
-def _linear_inputs(fn: str, hidden, weight, hidden_name="hidden", weight_name="weight"):
+def _linear_inputs(fn: str, hidden: ArrayLike, weight: ArrayLike, hidden_name: str = "hidden",
+                   weight_name: str = "weight") -> tuple[jax.Array, jax.Array]:
   """Checked (N, D) and (D, V) arrays in their common floating dtype."""
   h = _numerics.check_floating(fn, hidden_name, hidden)
   w = _numerics.check_floating(fn, weight_name, weight)
@@ -817,7 +941,7 @@ def _linear_inputs(fn: str, hidden, weight, hidden_name="hidden", weight_name="w
   return h.astype(dtype), w.astype(dtype)
 
 
-def _token_mask(fn: str, name: str, mask, n: int) -> jax.Array | None:
+def _token_mask(fn: str, name: str, mask: ArrayLike | None, n: int) -> jax.Array | None:
   if mask is None:
     return None
   mask = jnp.asarray(mask)
@@ -829,7 +953,9 @@ def _token_mask(fn: str, name: str, mask, n: int) -> jax.Array | None:
   return mask
 
 
-def _inputs(fn, hidden, weight, labels, bias, where):
+def _inputs(fn: str, hidden: ArrayLike, weight: ArrayLike, labels: ArrayLike,
+            bias: ArrayLike | None, where: ArrayLike | None
+            ) -> tuple[jax.Array, jax.Array, jax.Array | None, jax.Array, jax.Array | None]:
   h, w = _linear_inputs(fn, hidden, weight)
   labels = _numerics.wide_labels(_numerics.check_integer(fn, "labels", labels))
   if labels.shape != h.shape[:1]:
@@ -843,7 +969,8 @@ def _inputs(fn, hidden, weight, labels, bias, where):
   return h, w, bias, labels, _token_mask(fn, "where", where, h.shape[0])
 
 
-def _kept(labels, where, ignore_index):
+def _kept(labels: jax.Array, where: jax.Array | None, ignore_index: int | None
+          ) -> jax.Array | None:
   """The tokens that count (None: all), from ``where`` and ``ignore_index``."""
   kept = where
   if ignore_index is not None:
@@ -857,7 +984,7 @@ def _kernel_labels(labels: jax.Array, valid: jax.Array) -> jax.Array:
   return jnp.where(valid, labels, -1).astype(jnp.int32)
 
 
-def _valid_labels(fn, labels, kept, v):
+def _valid_labels(fn: str, labels: jax.Array, kept: jax.Array | None, v: int) -> jax.Array:
   """False at the kept tokens whose label is outside [0, V); ``checkify`` names the first.
 
   Called before any shard_map: checkify (jax 0.10.2) turns the errors raised before a shard_map
@@ -876,7 +1003,8 @@ def _check_reduction(fn: str, reduction: str) -> None:
     raise ValueError(f"{fn}(reduction=...) must be one of {_REDUCTIONS}, got {reduction!r}")
 
 
-def _mesh_axes(fn: str, mesh: Mesh, vocab_axis: str, batch_axis: str, n: int, v: int):
+def _mesh_axes(fn: str, mesh: Mesh, vocab_axis: str, batch_axis: str, n: int, v: int
+               ) -> tuple[int, int]:
   for name in (vocab_axis, batch_axis):
     if name not in mesh.shape:
       raise ValueError(f"{fn}: mesh axis {name!r} is not in the mesh's axes {tuple(mesh.shape)}")
@@ -894,7 +1022,7 @@ def _mesh_axes(fn: str, mesh: Mesh, vocab_axis: str, batch_axis: str, n: int, v:
 # The cross-entropy (both forms).
 # --------------------------------------------------------------------------------------------
 
-def _ce_token_loss(v: int, out, args, hyper):
+def _ce_token_loss(v: int, out: _Outputs, args: _Outputs, hyper: _Outputs) -> jax.Array:
   """lse − (1 − ε)·z_y − (ε/V)·Σ_j z_j + z·lse², NaN (zero gradient) for bad labels, 0 for
   dropped tokens. The one formula of every mode."""
   lse = out["lse"]
@@ -904,9 +1032,22 @@ def _ce_token_loss(v: int, out, args, hyper):
   return _numerics.nan_where_invalid(loss, args["valid"])
 
 
-def _cross_entropy(fn, h, w, b, labels, where, *, v_total, chunk_size, token_chunk_size,
-                   z_loss, label_smoothing, logit_soft_cap, ignore_index, reduction, return_lse,
-                   local=None):
+# The cross-entropy's kernel run on (per-device) operands: (loss, lse) from the student head,
+# labels, mask, per-token arguments, hyper-parameters, the vocabulary's mesh axis (or None)
+# and the (N, V) the tiles are chosen for.
+_Run = Callable[[_Head[jax.Array], jax.Array, jax.Array | None, _Outputs, _Outputs, str | None,
+                 tuple[int, int]], tuple[jax.Array, jax.Array]]
+# ``local(run, student, labels, kept, args, hyper, fused)``: ``run`` under shard_map.
+_Local = Callable[[_Run, _Head[jax.Array], jax.Array, jax.Array | None, _Outputs, _Outputs,
+                   bool], tuple[jax.Array, jax.Array]]
+
+
+def _cross_entropy(fn: str, h: jax.Array, w: jax.Array, b: jax.Array | None, labels: jax.Array,
+                   where: jax.Array | None, *, v_total: int, chunk_size: int | None,
+                   token_chunk_size: int | None, z_loss: ArrayLike, label_smoothing: ArrayLike,
+                   logit_soft_cap: ArrayLike | None, ignore_index: int | None, reduction: str,
+                   return_lse: bool, local: _Local | None = None
+                   ) -> jax.Array | tuple[jax.Array, jax.Array]:
   """The cross-entropy of either form; ``local(run, arrays)`` runs ``run`` under shard_map."""
   _check_reduction(fn, reduction)
   acc = _acc_dtype(h, w)
@@ -926,7 +1067,9 @@ def _cross_entropy(fn, h, w, b, labels, where, *, v_total, chunk_size, token_chu
     coef = kept_f.astype(acc)
     args["coef"] = coef / jnp.maximum(count, 1) if reduction == "mean" else coef
 
-  def run(student, labels, kept, args, hyper, axis, shape):
+  def run(student: _Head[jax.Array], labels: jax.Array, kept: jax.Array | None, args: _Outputs,
+          hyper: _Outputs, axis: str | None, shape: tuple[int, int]
+          ) -> tuple[jax.Array, jax.Array]:
     tiling = _tiling(fn, shape[0], h.shape[1], shape[1], chunk_size, token_chunk_size, fused)
     cfg = _Config(_Softmax(sums=True), tiling, axis)
     if fused:
@@ -1052,12 +1195,15 @@ def linear_softmax_cross_entropy(hidden: ArrayLike, weight: ArrayLike, labels: A
                         ignore_index=ignore_index, reduction=reduction, return_lse=return_lse)
 
 
-def _shard_map_runner(mesh: Mesh, vocab_axis: str, batch_axis: str, shape):
+def _shard_map_runner(mesh: Mesh, vocab_axis: str, batch_axis: str, shape: tuple[int, int]
+                      ) -> _Local:
   """``local(run, student, labels, kept, args, hyper, fused)`` for :func:`_cross_entropy`."""
   n_local, v_local = shape
 
-  def local(run, student, labels, kept, args, hyper, fused):
-    def shard(student, labels, kept, args, hyper):
+  def local(run: _Run, student: _Head[jax.Array], labels: jax.Array, kept: jax.Array | None,
+            args: _Outputs, hyper: _Outputs, fused: bool) -> tuple[jax.Array, jax.Array]:
+    def shard(student: _Head[jax.Array], labels: jax.Array, kept: jax.Array | None,
+              args: _Outputs, hyper: _Outputs) -> tuple[jax.Array, jax.Array]:
       # Labels outside this shard's columns match nothing: the owner alone adds the target.
       labels = labels - lax.axis_index(vocab_axis) * v_local
       loss, lse = run(student, labels, kept, args, hyper, vocab_axis, (n_local, v_local))
@@ -1353,7 +1499,8 @@ def linear_distillation_loss(student_hidden: ArrayLike, student_weight: ArrayLik
   tiling = _tiling(fn, shape[0], max(hs.shape[1], ht.shape[1]), shape[1], chunk_size,
                    token_chunk_size, False)
 
-  def run(student, teacher, kept, beta, axis):
+  def run(student: _Head[jax.Array], teacher: _Head[jax.Array], kept: jax.Array | None,
+          beta: jax.Array, axis: str | None) -> _Outputs:
     # β's gradient is added below; the kernel's extra inputs are constants.
     return _stats(_Config(_Divergence(divergence), tiling, axis), student, teacher, None, kept,
                   {"beta": lax.stop_gradient(beta)})

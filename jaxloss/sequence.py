@@ -13,12 +13,12 @@ through ``lax.scan``. So these two functions are reverse-mode only (``jax.grad``
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Literal, NamedTuple, overload
 
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jax.custom_derivatives import SymbolicZero
+from jax.custom_derivatives import CustomVJPPrimal, SymbolicZero
 
 from jaxloss import _numerics
 
@@ -62,12 +62,16 @@ def _weights(x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
 # After the last frame, P[n+1] ← lae(P[n+1], E[n]) and the loss is −P[L].
 # --------------------------------------------------------------------------------------------
 
+# (P, E): the blank and the label states, (B, N+1) and (B, N) (stacked over time: (T, B, ...)).
+_States = tuple[jax.Array, jax.Array]
+
+
 def _p1(P: jax.Array, E: jax.Array, eps_r: jax.Array) -> jax.Array:
   return jnp.concatenate([P[:, :1], _lae(P[:, 1:], E + eps_r)], axis=1)
 
 
 def _step(P: jax.Array, E: jax.Array, le: jax.Array, lb: jax.Array, pad: jax.Array,
-          eps_r: jax.Array, eps_nr: jax.Array) -> tuple[jax.Array, jax.Array]:
+          eps_r: jax.Array, eps_nr: jax.Array) -> _States:
   P1 = _p1(P, E, eps_r)
   E_next = le + _lae(P1[:, :-1], E)
   P_next = lb[:, None] + jnp.concatenate([P1[:, :1], _lae(P1[:, 1:], E + eps_nr)], axis=1)
@@ -78,13 +82,13 @@ def _finish(P: jax.Array, E: jax.Array) -> jax.Array:
   return jnp.concatenate([P[:, :1], _lae(P[:, 1:], E)], axis=1)
 
 
-def _init(batch: int, n: int, eps: jax.Array, dtype: Any) -> tuple[jax.Array, jax.Array]:
+def _init(batch: int, n: int, eps: jax.Array, dtype: Any) -> _States:
   P = jnp.full((batch, n + 1), eps, dtype).at[:, 0].set(0.0)
   return P, jnp.full((batch, n), eps, dtype)
 
 
 def _forward(lp_emit: jax.Array, lp_blank: jax.Array, pad: jax.Array, eps: jax.Array,
-             repeat: jax.Array, keep: bool) -> tuple[Any, ...]:
+             repeat: jax.Array, keep: bool) -> tuple[_States, _States | None]:
   """The α recursion over time. Inputs time-major: lp_emit (T, B, N), lp_blank (T, B),
   pad (T, B) bool. Returns (P_T, E_T) and, if ``keep``, the stacked states (T, B, N+1),
   (T, B, N) after every frame."""
@@ -92,7 +96,8 @@ def _forward(lp_emit: jax.Array, lp_blank: jax.Array, pad: jax.Array, eps: jax.A
   dtype = lp_emit.dtype
   eps_r, eps_nr = eps * repeat, eps * (1.0 - repeat)
 
-  def body(carry, x):
+  def body(carry: _States, x: tuple[jax.Array, jax.Array, jax.Array]
+           ) -> tuple[_States, _States | None]:
     P, E = _step(*carry, *x, eps_r, eps_nr)
     return (P, E), ((P, E) if keep else None)
 
@@ -117,7 +122,17 @@ def _pick(P: jax.Array, lengths: jax.Array) -> jax.Array:
   return jnp.take_along_axis(P, lengths[:, None], axis=1)[:, 0]
 
 
-def _log_run(logits, eps, labels, lengths, pad, repeat, blank_id, keep):
+@overload
+def _log_run(logits: jax.Array, eps: jax.Array, labels: jax.Array, lengths: jax.Array,
+             pad: jax.Array, repeat: jax.Array, blank_id: int, keep: Literal[True]
+             ) -> tuple[jax.Array, jax.Array, _States, jax.Array]: ...
+@overload
+def _log_run(logits: jax.Array, eps: jax.Array, labels: jax.Array, lengths: jax.Array,
+             pad: jax.Array, repeat: jax.Array, blank_id: int, keep: bool
+             ) -> tuple[jax.Array, jax.Array, _States | None, jax.Array]: ...
+def _log_run(logits: jax.Array, eps: jax.Array, labels: jax.Array, lengths: jax.Array,
+             pad: jax.Array, repeat: jax.Array, blank_id: int, keep: bool
+             ) -> tuple[jax.Array, jax.Array, _States | None, jax.Array]:
   """The log-space recursion: (loss, P_final, stacked states or None, logprobs)."""
   logprobs, lp_emit, lp_blank = _log_probs(logits, labels, blank_id)
   (P, E), states = _forward(lp_emit, lp_blank, pad.T, eps, repeat, keep=keep)
@@ -125,8 +140,11 @@ def _log_run(logits, eps, labels, lengths, pad, repeat, blank_id, keep):
   return -_pick(P_final, lengths), P_final, states, logprobs
 
 
-def _log_backward(blank_id, logprobs, alpha_blank, alpha_emit, eps, labels, lengths, pad,
-                  repeat, eps_perturbed, ct_loss, ct_blank=None, ct_emit=None):
+def _log_backward(blank_id: int, logprobs: jax.Array, alpha_blank: jax.Array,
+                  alpha_emit: jax.Array, eps: jax.Array, labels: jax.Array, lengths: jax.Array,
+                  pad: jax.Array, repeat: jax.Array, eps_perturbed: bool, ct_loss: jax.Array,
+                  ct_blank: jax.Array | None = None, ct_emit: jax.Array | None = None
+                  ) -> tuple[jax.Array, jax.Array | None]:
   """The adjoint of the log-space recursion: (∂/∂logits, per-sequence ∂/∂ε or None).
 
   ``alpha_blank``/``alpha_emit`` are the states after every frame (the last blank row before
@@ -149,7 +167,8 @@ def _log_backward(blank_id, logprobs, alpha_blank, alpha_emit, eps, labels, leng
     gE = gE + ct_emit[-1]
   P_init, E_init = _init(batch, n, eps, dtype)
 
-  def body(carry, t):
+  def body(carry: tuple[jax.Array, jax.Array, jax.Array], t: jax.Array
+           ) -> tuple[tuple[jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]:
     gP_next, gE_next, g_eps = carry  # adjoints of the state after frame t
     has_prev = t > 0
     prev = jnp.maximum(t - 1, 0)
@@ -222,15 +241,32 @@ def _ctc_alphas(logits: jax.Array, eps: jax.Array, labels: jax.Array, lengths: j
   return loss, alpha_blank.at[-1].set(P_final), alpha_emit
 
 
-def _ctc_alphas_fwd(logits, eps, labels, lengths, pad, repeat, blank_id):
-  eps_perturbed = eps.perturbed
+class _AlphasResiduals(NamedTuple):
+  """What ``_ctc_alphas``'s backward pass reads: ``_log_backward``'s arguments after
+  ``blank_id`` and before the cotangents."""
+  logprobs: jax.Array  # (B, T, K)
+  alpha_blank: jax.Array  # (T, B, N+1), the last row before the final transition
+  alpha_emit: jax.Array  # (T, B, N)
+  eps: jax.Array
+  labels: jax.Array
+  lengths: jax.Array
+  pad: jax.Array
+  repeat: jax.Array
+  eps_perturbed: bool
+
+
+def _ctc_alphas_fwd(logits_p: CustomVJPPrimal, eps_p: CustomVJPPrimal,
+                    labels_p: CustomVJPPrimal, lengths_p: CustomVJPPrimal,
+                    pad_p: CustomVJPPrimal, repeat_p: CustomVJPPrimal, blank_id: int
+                    ) -> tuple[tuple[jax.Array, jax.Array, jax.Array], _AlphasResiduals]:
+  eps_perturbed = eps_p.perturbed
   logits, eps, labels, lengths, pad, repeat = (
-      x.value for x in (logits, eps, labels, lengths, pad, repeat))
+      x.value for x in (logits_p, eps_p, labels_p, lengths_p, pad_p, repeat_p))
   loss, P_final, (alpha_blank, alpha_emit), logprobs = _log_run(
       logits, eps, labels, lengths, pad, repeat, blank_id, keep=True)
   # The backward pass needs only the α's: the log-probabilities cancel out of its weights.
-  residuals = (logprobs, alpha_blank, alpha_emit, eps, labels, lengths, pad, repeat,
-               eps_perturbed)
+  residuals = _AlphasResiduals(logprobs, alpha_blank, alpha_emit, eps, labels, lengths, pad,
+                               repeat, eps_perturbed)
   return (loss, alpha_blank.at[-1].set(P_final), alpha_emit), residuals
 
 
@@ -238,7 +274,8 @@ def _unless_zero(ct: Any) -> jax.Array | None:
   return None if isinstance(ct, SymbolicZero) else ct
 
 
-def _ctc_alphas_bwd(blank_id, residuals, cotangents):
+def _ctc_alphas_bwd(blank_id: int, residuals: _AlphasResiduals, cotangents: tuple[Any, Any, Any]
+                    ) -> tuple[jax.Array, jax.Array | None, None, None, None, None]:
   ct_loss, ct_blank, ct_emit = cotangents
   logprobs, alpha_blank, alpha_emit, eps = residuals[:4]
   if isinstance(ct_loss, SymbolicZero):
@@ -298,7 +335,9 @@ def _prob_forward(q: jax.Array, pad: jax.Array, alpha0: jax.Array, w1: jax.Array
   """
   one = jnp.ones((), q.dtype)
 
-  def body(alpha, x):
+  # The stacked output is (c, α̂) with ``keep``, else c: a static choice mypy cannot follow
+  # to the two returns below, hence Any.
+  def body(alpha: jax.Array, x: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, Any]:
     q_t, pad_t = x
     nxt = q_t * _incoming(alpha, w1, w2)
     c = jnp.where(pad_t, one, jnp.sum(nxt, axis=1))
@@ -360,7 +399,26 @@ def _final(alpha: jax.Array, lengths: jax.Array) -> jax.Array:
   return last + jnp.where(lengths > 0, label, jnp.zeros((), label.dtype))
 
 
-def _prob_run(logits, eps, labels, lengths, pad, repeat, blank_id, keep):
+# What the posterior recursion reads (``_prob_backward``'s arguments from ``lse`` to
+# ``picked``): LSE (B, T), w1, w2, d1, d2 (B, S), the final α̂ (B, S), the α̂ entering every
+# frame (T, B, S) and the final mass (B,).
+_ProbSaved = tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array, jax.Array, jax.Array,
+                   jax.Array]
+
+
+@overload
+def _prob_run(logits: jax.Array, eps: jax.Array, labels: jax.Array, lengths: jax.Array,
+              pad: jax.Array, repeat: jax.Array, blank_id: int, keep: Literal[True]
+              ) -> tuple[jax.Array, _ProbSaved]: ...
+@overload
+def _prob_run(logits: jax.Array, eps: jax.Array, labels: jax.Array, lengths: jax.Array,
+              pad: jax.Array, repeat: jax.Array, blank_id: int, keep: bool
+              ) -> tuple[jax.Array, tuple[jax.Array | None, ...]]: ...
+def _prob_run(logits: jax.Array, eps: jax.Array, labels: jax.Array, lengths: jax.Array,
+              pad: jax.Array, repeat: jax.Array, blank_id: int, keep: bool
+              ) -> tuple[jax.Array, tuple[jax.Array | None, ...]]:
+  """The rescaled recursion: (loss (B,), what ``_prob_backward`` reads; α̂ entering each
+  frame None without ``keep``)."""
   ext = _extended(labels, blank_id)
   lse, q = _prob_inputs(logits, ext)
   w1, w2, d1, d2, alpha0 = _lattice(eps, repeat, logits.dtype)
@@ -372,8 +430,11 @@ def _prob_run(logits, eps, labels, lengths, pad, repeat, blank_id, keep):
   return loss, (lse, w1, w2, d1, d2, alpha, before, picked)
 
 
-def _prob_backward(blank_id, logits, labels, lengths, pad, eps_perturbed, lse, w1, w2, d1, d2,
-                   alpha, before, picked, ct_loss):
+def _prob_backward(blank_id: int, logits: jax.Array, labels: jax.Array, lengths: jax.Array,
+                   pad: jax.Array, eps_perturbed: bool, lse: jax.Array, w1: jax.Array,
+                   w2: jax.Array, d1: jax.Array, d2: jax.Array, alpha: jax.Array,
+                   before: jax.Array, picked: jax.Array, ct_loss: jax.Array
+                   ) -> tuple[jax.Array, jax.Array | None]:
   """The posterior recursion: (∂/∂logits, per-sequence ∂/∂ε or None)."""
   T, batch, S = before.shape
   dtype = before.dtype
@@ -386,7 +447,8 @@ def _prob_backward(blank_id, logits, labels, lengths, pad, eps_perturbed, lse, w
   w1_up, w2_up = _up(w1, 1), _up(w2, 2)
   tiny = jnp.asarray(jnp.finfo(dtype).tiny, dtype)
 
-  def body(carry, x):
+  def body(carry: tuple[jax.Array, jax.Array], x: tuple[jax.Array, jax.Array]
+           ) -> tuple[tuple[jax.Array, jax.Array], jax.Array]:
     gamma, g_eps = carry  # −ct·γ_t: the adjoint of the frame-t state log-probabilities
     alpha_prev, pad_t = x
     # γ_t(s) = 0 wherever A_t(s) = 0 (α̂_t(s) = q·A/c), so the floor only avoids 0/0.
@@ -418,26 +480,44 @@ def _ctc(logits: jax.Array, eps: jax.Array, labels: jax.Array, lengths: jax.Arra
   impossible sequences, whose value is replaced anyway)."""
   operands = (logits, eps, labels, lengths, pad, repeat)
   loss = _prob_run(*operands, blank_id, keep=False)[0]
-  return lax.cond(jnp.all(jnp.isfinite(loss) | tolerated), lambda loss, *_: loss,
-                  lambda _, *ops: _log_run(*ops, blank_id, keep=False)[0], loss, *operands)
+
+  def exact(_: jax.Array, logits: jax.Array, eps: jax.Array, labels: jax.Array,
+            lengths: jax.Array, pad: jax.Array, repeat: jax.Array) -> jax.Array:
+    return _log_run(logits, eps, labels, lengths, pad, repeat, blank_id, keep=False)[0]
+
+  return lax.cond(jnp.all(jnp.isfinite(loss) | tolerated), lambda loss, *_: loss, exact, loss,
+                  *operands)
 
 
-def _ctc_fwd(logits, eps, labels, lengths, pad, repeat, tolerated, blank_id):
+class _CtcResiduals(NamedTuple):
+  """``_ctc``'s residuals: the gradients of the per-sequence losses (unit cotangent)."""
+  g_logits: jax.Array  # (B, T, K)
+  g_eps: jax.Array | None  # (B,), None unless ``log_epsilon`` is differentiated
+  eps_shape: tuple[int, ...]
+
+
+def _ctc_fwd(logits_p: CustomVJPPrimal, eps_p: CustomVJPPrimal, labels_p: CustomVJPPrimal,
+             lengths_p: CustomVJPPrimal, pad_p: CustomVJPPrimal, repeat_p: CustomVJPPrimal,
+             tolerated: CustomVJPPrimal, blank_id: int) -> tuple[jax.Array, _CtcResiduals]:
   # The per-sequence gradient of the loss is computed here, with a unit cotangent, so that
   # the choice between the two recursions is one lax.cond with the same outputs either way
   # (∂ℓ_b/∂logits_b for each b; the backward pass scales it by the cotangent).
-  eps_perturbed = eps.perturbed
-  operands = tuple(x.value for x in (logits, eps, labels, lengths, pad, repeat))
+  eps_perturbed = eps_p.perturbed
+  operands: tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array, jax.Array] = tuple(
+      x.value for x in (logits_p, eps_p, labels_p, lengths_p, pad_p, repeat_p))
   logits, eps, labels, lengths, pad, repeat = operands
   ones = jnp.ones(lengths.shape, logits.dtype)
   loss, saved = _prob_run(*operands, blank_id, keep=True)
 
-  def fast(loss, saved, *_):
+  def fast(loss: jax.Array, saved: _ProbSaved, *_: jax.Array
+           ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
     g_logits, g_eps = _prob_backward(blank_id, logits, labels, lengths, pad, eps_perturbed,
                                      *saved, ones)
     return loss, g_logits, g_eps
 
-  def exact(_, __, logits, eps, labels, lengths, pad, repeat):
+  def exact(_: jax.Array, __: _ProbSaved, logits: jax.Array, eps: jax.Array, labels: jax.Array,
+            lengths: jax.Array, pad: jax.Array, repeat: jax.Array
+            ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
     loss, _, (alpha_blank, alpha_emit), logprobs = _log_run(
         logits, eps, labels, lengths, pad, repeat, blank_id, keep=True)
     g_logits, g_eps = _log_backward(blank_id, logprobs, alpha_blank, alpha_emit, eps, labels,
@@ -446,10 +526,11 @@ def _ctc_fwd(logits, eps, labels, lengths, pad, repeat, tolerated, blank_id):
 
   ok = jnp.all(jnp.isfinite(loss) | tolerated.value)
   loss, g_logits, g_eps = lax.cond(ok, fast, exact, loss, saved, *operands)
-  return loss, (g_logits, g_eps, eps.shape)
+  return loss, _CtcResiduals(g_logits, g_eps, eps.shape)
 
 
-def _ctc_bwd(blank_id, residuals, ct_loss):
+def _ctc_bwd(blank_id: int, residuals: _CtcResiduals, ct_loss: Any
+             ) -> tuple[jax.Array | None, jax.Array | None, None, None, None, None, None]:
   g_logits, g_eps, eps_shape = residuals
   if isinstance(ct_loss, SymbolicZero):
     return None, None, None, None, None, None, None
@@ -467,7 +548,8 @@ _ctc.defvjp(_ctc_fwd, _ctc_bwd, symbolic_zeros=True)
 # --------------------------------------------------------------------------------------------
 
 def _inputs(fn: str, logits: ArrayLike, logit_paddings: ArrayLike, labels: ArrayLike,
-            label_paddings: ArrayLike, blank_id: int) -> tuple[Any, ...]:
+            label_paddings: ArrayLike, blank_id: int
+            ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
   x = _numerics.check_floating(fn, "logits", logits)
   y = _numerics.check_integer(fn, "labels", labels)
   x_pad = jnp.asarray(logit_paddings)
