@@ -98,18 +98,23 @@ def trace_count(fn):
 # sweep; the ones sampled out show as skipped with this reason.
 FULL_SWEEP = os.environ.get("JAXLOSS_FULL_SWEEP", "") == "1"
 # Shared test -> 1 in n entries; every other shared test runs on 1 entry in DEFAULT_SHARE, the
-# share picked per (test, entry) so that each entry meets a different quarter of the
-# checks.
-SAMPLED = {"second_derivatives": 12, "vmap_over_examples": 8, "low_precision": 6,
-           "sharded_batch": 6}
+# share picked per (test, entry) so that each entry meets a different subset of the checks.
+# The shares are powers of two times the default: doubling n keeps a subset of the entries
+# that ran before (crc % 2n == 0 implies crc % n == 0). "traced_bounds" is the checkify half
+# of test_out_of_range_hyperparameters_are_named_eager_and_traced (its eager half runs on
+# every bound).
+SAMPLED = {"second_derivatives": 24, "vmap_over_examples": 16, "low_precision": 12,
+           "sharded_batch": 12, "extreme_predictions": 8, "masked_classes": 8,
+           "empty_batch": 8, "ignore_index": 8, "nan_propagates": 8}
 DEFAULT_SHARE = 4
 
 
-def _sampled_out(shared_test, entry):
-  if shared_test is None or FULL_SWEEP:
+def sampled_out(check, entry):
+  """Whether the default run leaves ``check`` out for ``entry`` (never under FULL_SWEEP)."""
+  if check is None or FULL_SWEEP:
     return False
-  n = SAMPLED.get(shared_test, DEFAULT_SHARE)
-  return zlib.crc32(f"{shared_test}/{entry.id}".encode()) % n != 0
+  n = SAMPLED.get(check, DEFAULT_SHARE)
+  return zlib.crc32(f"{check}/{entry.id}".encode()) % n != 0
 
 
 def entries(shared_test=None, *, kinds=None, where=lambda entry: True, losses_only=True):
@@ -132,7 +137,7 @@ def entries(shared_test=None, *, kinds=None, where=lambda entry: True, losses_on
     if not where(entry):
       continue
     reason = entry.optout.get(shared_test)
-    if reason is None and _sampled_out(shared_test, entry):
+    if reason is None and sampled_out(shared_test, entry):
       reason = (f"sampled out of the default run's time budget (1 entry in "
                 f"{SAMPLED.get(shared_test, DEFAULT_SHARE)}); JAXLOSS_FULL_SWEEP=1 runs every "
                 f"entry")
