@@ -40,7 +40,10 @@ def test_optax_references_agree_with_jaxloss_at_the_test_size():
     label, reference = spec.optax or ("optax", getattr(optax.losses, name, None))
     if reference is None:
       continue
-    args = spec.build(jax.random.key(1), "test")
+    # The test-size inputs from numpy (the jax-key builder's path is
+    # test_registry's test_bench_inputs_trace_through_the_loss_at_both_sizes), the bench's
+    # keyword arguments.
+    args, _ = spec.inputs(seed=1)
     kwargs = spec.keywords(bench=True)
     # Each side under one jit (arguments closed over): one compilation, not one per eager op.
     mean_of = lambda fn: float(jax.jit(lambda: jnp.mean(fn(*args, **kwargs)))())
